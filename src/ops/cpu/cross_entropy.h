@@ -1,0 +1,26 @@
+// LM head fused with softmax cross-entropy, computed in blocks of rows so that the full
+// rows × vocab logits matrix never exists: per block, logits = h·Wᵀ, log-softmax, loss, and (when
+// training) dlogits = scale·(softmax − onehot), dh = dlogits·W, dW += dlogitsᵀ·h.
+#pragma once
+#include <cstdint>
+
+namespace txs::cpu {
+
+struct CrossEntropyResult {
+  double loss_sum = 0;   // Σ −log p(target) over rows with a target
+  int64_t counted = 0;   // rows with target ≥ 0
+};
+
+// h [rows,dim], W [vocab,dim]; targets [rows], −1 = no target. target_logprob [rows] (nullable) gets
+// log p(target) (0 where no target). When dh is non-null the backward runs: dh written, dW accumulated,
+// both scaled by grad_scale (e.g. 1 / number of counted tokens). block_rows bounds the logits held.
+template <class T>
+CrossEntropyResult lm_head_cross_entropy(const T* h, const T* W, const int32_t* targets, int64_t rows, int64_t dim,
+                                         int64_t vocab, T* target_logprob, T* dh, T* dW, T grad_scale,
+                                         int64_t block_rows = 256);
+
+// Logits only (for sampling): logits[rows,vocab] = h · Wᵀ.
+template <class T>
+void lm_head_logits(const T* h, const T* W, T* logits, int64_t rows, int64_t dim, int64_t vocab);
+
+}  // namespace txs::cpu

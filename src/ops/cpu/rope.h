@@ -1,0 +1,33 @@
+// Unified RoPE: one cos/sin table (per rotated dimension D) shared by attention q,k and SSD C,B.
+// Rotate-half pairing: element i pairs with i + D/2; ω_i = θ^(−2i/D).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace txs::cpu {
+
+class RopeTable {
+ public:
+  RopeTable(int64_t dim, double theta) : dim_(dim), theta_(theta) {}
+  // Makes positions [0, max_pos) available. Angles are computed in double, stored as float.
+  void ensure(int64_t max_pos);
+  int64_t dim() const { return dim_; }
+  double theta() const { return theta_; }
+  int64_t max_pos() const { return max_pos_; }
+  const float* cos_row(int64_t pos) const { return cos_.data() + pos * (dim_ / 2); }
+  const float* sin_row(int64_t pos) const { return sin_.data() + pos * (dim_ / 2); }
+
+ private:
+  int64_t dim_;
+  double theta_;
+  int64_t max_pos_ = 0;
+  std::vector<float> cos_, sin_;
+};
+
+// Rotates, in place, `heads` vectors of size table.dim() in each of `rows` rows of x. Row r starts at
+// x + r*row_stride and sits at position pos[r]. inverse=true rotates by −pos: the backward pass.
+template <class T>
+void rope_apply(T* x, int64_t rows, int64_t heads, int64_t row_stride, const int32_t* pos, const RopeTable& table,
+                bool inverse);
+
+}  // namespace txs::cpu

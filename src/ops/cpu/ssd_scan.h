@@ -1,0 +1,45 @@
+// The SSD scan (spec section 4), per head h with state S ∈ R^{P×N}:
+//   S_t = exp(Δ_t·A_h)·S_{t−1} + Δ_t · x_t ⊗ B_t,   y_t = S_t · C_t  (+ D_h·x_t when D is given)
+// Training uses the chunked algorithm (intra-chunk quadratic part, chunk states, inter-chunk
+// recurrence, state-to-output) with cumulative sums and exponentials in fp32 or better.
+#pragma once
+#include <cstdint>
+
+namespace txs::cpu {
+
+struct SsdShape {
+  int64_t batch = 1;
+  int64_t seq = 0;        // T
+  int64_t heads = 1;      // H
+  int64_t head_dim = 0;   // P
+  int64_t groups = 1;     // G: B and C have G groups; head h uses group h / (H / G)
+  int64_t state_dim = 0;  // N
+  int64_t chunk = 256;    // Q
+  // Row strides in elements (token (b,t) is row b*seq + t); inputs may be column slices of one buffer.
+  int64_t x_stride = 0;   // ≥ H*P
+  int64_t bc_stride = 0;  // ≥ G*N, for both B and C
+  int64_t dt_stride = 0;  // ≥ H
+  int64_t y_stride = 0;   // ≥ H*P
+};
+
+// x [rows,H,P], dt [rows,H] (Δ, already softplus'd), A [H] (negative), B, C [rows,G,N], D [H] or null,
+// init_state [B,H,P,N] or null (zeros), y [rows,H,P], final_state [B,H,P,N] or null.
+template <class T>
+void ssd_forward(const SsdShape& s, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
+                 const T* init_state, T* y, T* final_state);
+
+// dy [rows,H,P] (stride y_stride); dfinal_state [B,H,P,N] or null. Writes (not accumulates) dx, ddt, dB, dC
+// with the strides of their inputs, dinit_state when non-null; dA [H] and dD [H] (when D given) are
+// accumulated (+=) so several calls can share parameter-gradient buffers.
+template <class T>
+void ssd_backward(const SsdShape& s, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
+                  const T* init_state, const T* dy, const T* dfinal_state, T* dx, T* ddt, T* dA, T* dB, T* dC,
+                  T* dD, T* dinit_state);
+
+// One decoding step for `batch` independent rows: state [batch,H,P,N] updated in place; x [batch,H,P],
+// dt [batch,H], B, C [batch,G,N] contiguous; y [batch,H,P].
+template <class T>
+void ssd_step(int64_t batch, int64_t heads, int64_t head_dim, int64_t groups, int64_t state_dim, const T* x,
+              const T* dt, const T* A, const T* B, const T* C, const T* D, T* state, T* y);
+
+}  // namespace txs::cpu
