@@ -1,0 +1,101 @@
+// `transxssm train` and `transxssm plot`.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/config.h"
+#include "train/plot.h"
+#include "train/trainer.h"
+
+namespace txs::cli {
+
+// The built-in default corpus: the `fortunes` package's English texts, installed by scripts/setup.sh.
+static const char* kDefaultCorpus = "/usr/share/games/fortunes";
+
+void register_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model on text files or prepared token shards");
+  auto o = std::make_shared<TrainOptions>();
+  auto resume = std::make_shared<std::string>();
+  auto config = std::make_shared<std::string>();
+  cmd->add_option("--config", *config, "JSON file: arch, size, model field overrides, and a \"train\" object "
+                                       "with any training option (command-line flags win)");
+  cmd->add_option("--arch", o->arch, "architecture: transxssm transformer mamba2 jamba hybrid-conv hybrid-nope");
+  cmd->add_option("--size", o->size, "size preset: tiny 320m 1.3b");
+  cmd->add_option("--data", o->data, "text files / directories, or one `prepare` output directory")
+      ->expected(1, -1);
+  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: UTF-8 bytes as tokens)");
+  cmd->add_option("--val-fraction", o->val_fraction, "share of text held out for validation");
+  cmd->add_option("--steps", o->steps, "optimizer steps");
+  cmd->add_option("--seq-len", o->seq_len, "tokens per sequence");
+  cmd->add_option("--batch-size", o->batch_size, "sequences per micro-batch");
+  cmd->add_option("--grad-accum", o->grad_accum, "micro-batches per optimizer step");
+  cmd->add_option("--lr", o->schedule.lr, "peak learning rate");
+  cmd->add_option("--min-lr", o->schedule.min_lr, "final learning rate");
+  cmd->add_option("--warmup", o->schedule.warmup, "linear warmup steps");
+  cmd->add_option("--schedule", o->schedule.kind, "cosine | wsd | constant");
+  cmd->add_option("--decay-fraction", o->schedule.decay_fraction, "WSD: final fraction of steps that decays");
+  cmd->add_option("--weight-decay", o->adamw.weight_decay, "AdamW decoupled weight decay");
+  cmd->add_option("--beta1", o->adamw.beta1);
+  cmd->add_option("--beta2", o->adamw.beta2);
+  cmd->add_option("--clip-norm", o->adamw.clip_norm, "global gradient-norm clip (0: off)");
+  cmd->add_option("--seed", o->seed, "seed for initialisation and data sampling");
+  cmd->add_option("--out", o->out, "run directory (checkpoint, metrics.jsonl, loss.svg)");
+  cmd->add_option("--save-every", o->save_every, "checkpoint every K steps (0: at the end only)");
+  cmd->add_option("--val-every", o->val_every, "validation loss every K steps (0: never)");
+  cmd->add_option("--val-batches", o->val_batches, "batches per validation");
+  cmd->add_option("--threads", o->threads, "compute threads (default: all cores)");
+  cmd->add_option("--sample-tokens", o->sample_tokens, "print a sample of this many tokens at the end");
+  cmd->add_option("--sample-prompt", o->sample_prompt, "prompt of that sample");
+  cmd->add_option("--resume", *resume, "continue the run in this directory exactly where it stopped");
+  cmd->callback([=] {
+    TrainOptions opts = *o;
+    if (!config->empty() && resume->empty()) {
+      // Training fields of the config file apply unless the same flag was given on the command line.
+      nlohmann::json j = read_json_file(*config);
+      if (!j.is_object()) fail("{}: config must be a JSON object", *config);
+      if (j.contains("train")) {
+        nlohmann::json merged = TrainOptions::from_json(j["train"]).to_json();  // validates the keys
+        const nlohmann::json cli = opts.to_json();
+        for (auto& [key, value] : cli.items()) {
+          std::string flag = "--" + key;
+          std::replace(flag.begin(), flag.end(), '_', '-');
+          CLI::Option* opt = nullptr;
+          try {
+            opt = cmd->get_option(flag);
+          } catch (const CLI::OptionNotFound&) {
+          }
+          if (opt && opt->count() > 0) merged[key] = value;  // given on the command line: it wins
+        }
+        opts = TrainOptions::from_json(merged);
+      }
+      opts.config_file = *config;
+    }
+    if (opts.data.empty() && resume->empty()) {
+      if (!std::filesystem::exists(kDefaultCorpus))
+        fail("no --data given and the default corpus {} is missing (run scripts/setup.sh)", kDefaultCorpus);
+      opts.data = {kDefaultCorpus};
+    }
+    const int64_t steps_override = !resume->empty() && cmd->count("--steps") ? o->steps : -1;
+    TrainResult r = train(opts, *resume, steps_override);
+    fmt::print("done: {} steps, final loss {:.4f}, val loss {:.4f} (start {:.4f})\n", r.steps_done, r.last_loss,
+               r.last_val_loss, r.first_val_loss);
+    fmt::print("checkpoint: {}\nmetrics:    {}\nloss curve: {}\n", r.checkpoint_dir, r.metrics_path, r.curve_path);
+    if (!r.sample.empty()) fmt::print("sample:\n{}\n", r.sample);
+  });
+
+  auto* plot = app.add_subcommand("plot", "Draw a run's loss curve (SVG) from its metrics.jsonl");
+  auto run = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  plot->add_option("--run", *run, "run directory")->required();
+  plot->add_option("--out", *out, "SVG path (default RUN/loss.svg)");
+  plot->callback([=] {
+    const std::string path = out->empty() ? *run + "/loss.svg" : *out;
+    write_loss_svg(path, read_metrics(*run + "/metrics.jsonl"), std::filesystem::path(*run).filename().string());
+    fmt::print("wrote {}\n", path);
+  });
+}
+
+}  // namespace txs::cli

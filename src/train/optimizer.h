@@ -1,0 +1,38 @@
+// AdamW over a ParamStore: first and second moments for every parameter, decoupled weight decay only
+// where Param::decay is set (not on norms, residual scales, A_log, dt_bias, D, biases), global-norm clipping.
+#pragma once
+#include <cstdint>
+
+#include "core/buffer.h"
+#include "model/params.h"
+#include "ops/backend.h"
+
+namespace txs {
+
+struct AdamWConfig {
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1, clip_norm = 1.0;
+};
+
+class AdamW {
+ public:
+  AdamW(Backend& backend, ParamStore& store, AdamWConfig config);
+  // Clips the gradients to clip_norm (when > 0), applies one update with learning rate lr, returns the
+  // gradient norm before clipping.
+  double step(double lr);
+  int64_t steps_done() const { return step_; }
+  void set_steps_done(int64_t s) { step_ = s; }
+  float* m() { return m_.data(); }
+  float* v() { return v_.data(); }
+  const float* m() const { return m_.data(); }
+  const float* v() const { return v_.data(); }
+  int64_t size() const { return int64_t(m_.size()); }
+
+ private:
+  Backend& be_;
+  ParamStore& store_;
+  AdamWConfig config_;
+  Buffer<float> m_, v_;
+  int64_t step_ = 0;
+};
+
+}  // namespace txs

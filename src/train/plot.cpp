@@ -1,0 +1,102 @@
+#include "train/plot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/safetensors.h"
+
+namespace txs {
+
+LossCurve read_metrics(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open metrics file", path);
+  LossCurve c;
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const std::exception&) {
+      fail("{}:{}: not a JSON line", path, n);
+    }
+    if (!j.contains("step")) continue;
+    const double step = j["step"].get<double>();
+    if (j.contains("loss") && j["loss"].is_number()) c.train.emplace_back(step, j["loss"].get<double>());
+    if (j.contains("val_loss") && j["val_loss"].is_number()) c.val.emplace_back(step, j["val_loss"].get<double>());
+  }
+  return c;
+}
+
+static std::string num(double v) {
+  std::ostringstream s;
+  s.precision(4);
+  s << v;
+  return s.str();
+}
+
+void write_loss_svg(const std::string& path, const LossCurve& c, const std::string& title) {
+  const double W = 800, H = 480, L = 70, R = 20, T = 40, B = 50;
+  double xmax = 1, ymin = INFINITY, ymax = -INFINITY;
+  for (auto* series : {&c.train, &c.val})
+    for (auto& [x, y] : *series) {
+      if (!std::isfinite(y)) continue;
+      xmax = std::max(xmax, x);
+      ymin = std::min(ymin, y);
+      ymax = std::max(ymax, y);
+    }
+  if (!std::isfinite(ymin)) ymin = 0, ymax = 1;
+  if (ymax - ymin < 1e-9) ymax = ymin + 1;
+  const double pad = 0.05 * (ymax - ymin);
+  ymin -= pad, ymax += pad;
+  auto X = [&](double x) { return L + (W - L - R) * x / xmax; };
+  auto Y = [&](double y) { return T + (H - T - B) * (ymax - y) / (ymax - ymin); };
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif' "
+    << "font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  s << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << title << "</text>\n";
+  for (int i = 0; i <= 5; ++i) {  // grid and tick labels
+    const double y = ymin + (ymax - ymin) * i / 5, x = xmax * i / 5;
+    s << "<line x1='" << L << "' x2='" << W - R << "' y1='" << Y(y) << "' y2='" << Y(y) << "' stroke='#ddd'/>\n";
+    s << "<text x='" << L - 6 << "' y='" << Y(y) + 4 << "' text-anchor='end'>" << num(y) << "</text>\n";
+    s << "<text x='" << X(x) << "' y='" << H - B + 18 << "' text-anchor='middle'>" << num(std::round(x)) << "</text>\n";
+  }
+  s << "<rect x='" << L << "' y='" << T << "' width='" << W - L - R << "' height='" << H - T - B
+    << "' fill='none' stroke='#444'/>\n";
+  s << "<text x='" << W / 2 << "' y='" << H - 12 << "' text-anchor='middle'>step</text>\n";
+  s << "<text x='16' y='" << H / 2 << "' transform='rotate(-90 16 " << H / 2 << ")' text-anchor='middle'>loss (nats/token)</text>\n";
+  auto polyline = [&](const std::vector<std::pair<double, double>>& pts, const char* color, double width, double op) {
+    if (pts.empty()) return;
+    s << "<polyline fill='none' stroke='" << color << "' stroke-width='" << width << "' stroke-opacity='" << op
+      << "' points='";
+    for (auto& [x, y] : pts)
+      if (std::isfinite(y)) s << X(x) << "," << Y(y) << " ";
+    s << "'/>\n";
+  };
+  polyline(c.train, "#1f77b4", 1, 0.3);
+  std::vector<std::pair<double, double>> smooth;  // exponential moving average, bias-corrected
+  double ema = 0, w = 0;
+  for (auto& [x, y] : c.train) {
+    if (!std::isfinite(y)) continue;
+    ema = 0.9 * ema + 0.1 * y, w = 0.9 * w + 0.1;
+    smooth.emplace_back(x, ema / w);
+  }
+  polyline(smooth, "#1f77b4", 2, 1);
+  polyline(c.val, "#d62728", 2, 1);
+  for (auto& [x, y] : c.val) s << "<circle cx='" << X(x) << "' cy='" << Y(y) << "' r='3' fill='#d62728'/>\n";
+  s << "<rect x='" << W - R - 170 << "' y='" << T + 10 << "' width='160' height='44' fill='white' stroke='#aaa'/>\n"
+    << "<line x1='" << W - R - 160 << "' x2='" << W - R - 130 << "' y1='" << T + 26 << "' y2='" << T + 26
+    << "' stroke='#1f77b4' stroke-width='2'/><text x='" << W - R - 124 << "' y='" << T + 30 << "'>train (EMA)</text>\n"
+    << "<line x1='" << W - R - 160 << "' x2='" << W - R - 130 << "' y1='" << T + 44 << "' y2='" << T + 44
+    << "' stroke='#d62728' stroke-width='2'/><text x='" << W - R - 124 << "' y='" << T + 48 << "'>validation</text>\n";
+  s << "</svg>\n";
+  write_file_atomic(path, s.str());
+}
+
+}  // namespace txs
