@@ -25,7 +25,7 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplingParams& p
   } else {
     std::sort(order.begin(), order.end(), higher);
   }
-  std::vector<double> prob(size_t(keep));
+  std::vector<double> prob(static_cast<size_t>(keep));
   const double top = logits[order[0]];
   double sum = 0;
   for (int64_t i = 0; i < keep; ++i) sum += prob[size_t(i)] = std::exp((logits[order[size_t(i)]] - top) / p.temperature);
