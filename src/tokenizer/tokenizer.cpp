@@ -837,17 +837,18 @@ Tokenizer Tokenizer::from_vocab_merges(const std::string& vocab_path, const std:
   }
   // The equivalent tokenizer.json of GPT-2: ByteLevel without prefix space, no normaliser,
   // <|endoftext|> as the special token when the vocabulary has it.
-  json j;
-  j["model"] = {{"type", "BPE"}, {"vocab", std::move(vocab)}, {"merges", std::move(merges)}};
-  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
-  j["decoder"] = {{"type", "ByteLevel"}};
+  json j = json::object();
+  j["model"] = json::object();
+  j["model"]["type"] = "BPE";
+  j["model"]["vocab"] = std::move(vocab);
+  j["model"]["merges"] = std::move(merges);
+  j["pre_tokenizer"] = json::object({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}});
+  j["decoder"] = json::object({{"type", "ByteLevel"}});
   j["added_tokens"] = json::array();
   const json& v = j["model"]["vocab"];
   if (v.contains("<|endoftext|>") && v.at("<|endoftext|>").is_number_integer())
-    j["added_tokens"].push_back({{"id", v.at("<|endoftext|>")},
-                                 {"content", "<|endoftext|>"},
-                                 {"special", true},
-                                 {"normalized", false}});
+    j["added_tokens"].push_back(json::object(
+        {{"id", v.at("<|endoftext|>")}, {"content", "<|endoftext|>"}, {"special", true}, {"normalized", false}}));
   return from_json(j, vocab_path);
 }
 
@@ -863,7 +864,7 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
   const std::string text = read_whole_file(path, "tokenizer");
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded()) fail("{}: malformed JSON", path);
-  if (j.is_object() && !j.contains("model")) {
+  if (j.is_object() && !(j.contains("model") && j.at("model").is_object())) {
     // A GPT-2 style vocab.json: its merges.txt is beside it.
     const fs::path merges = fs::path(path).parent_path() / "merges.txt";
     if (fs::exists(merges)) return from_vocab_merges(path, merges.string());

@@ -77,20 +77,20 @@ def named_cases():
 def random_cases(seed):
     """Small random configurations; the flag combinations are fixed so that every option is covered."""
     rng = random.Random(seed)
-    flags = [  # arch, tie, residual_scale, use_dt_bias, gqa, layout
-        ("transxssm", False, True, True, True, "period"),
-        ("hybrid-conv", True, False, False, False, "period"),
-        ("transxssm", False, False, True, True, "mixed"),
-        ("jamba", True, True, True, True, "period"),
-        ("hybrid-nope", False, True, False, True, "period"),
-        ("transformer", False, False, True, True, "all"),
+    flags = [  # arch, tie, residual_scale, use_dt_bias, kv heads (0: = heads), layout
+        ("transxssm", False, True, True, 2, "period"),
+        ("hybrid-conv", True, False, False, 0, "period"),
+        ("transxssm", False, False, True, 1, "mixed"),
+        ("jamba", True, True, True, 2, "period"),
+        ("hybrid-nope", False, True, False, 1, "period"),
+        ("transformer", False, False, True, 2, "all"),
     ]
     cases = []
     for k, (arch, tie, res, dtb, gqa, layout) in enumerate(flags):
         d = rng.choice([32, 48, 64])
-        H = rng.choice([2, 4])
+        H = 4 if gqa == 2 else rng.choice([2, 4])  # kv 2 of 4 heads: the query→kv head mapping matters
         P = d // H
-        kv = rng.choice([x for x in range(1, H) if H % x == 0]) if gqa else H
+        kv = gqa if gqa else H
         over = dict(vocab_size=rng.randint(64, 300), hidden_size=d, intermediate_size=8 * rng.randint(4, 20),
                     num_attention_heads=H, num_key_value_heads=kv,
                     ssm_state_size=P if k % 2 == 0 else P // 2,

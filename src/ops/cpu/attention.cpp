@@ -125,7 +125,7 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
           const int64_t valid = std::clamp<int64_t>(q0 + r + offset + 1 - k0, 0, nk);
           T mx = m[r];
 #pragma omp simd reduction(max : mx)
-          for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, Sr[j]);
+          for (int64_t j = 0; j < valid; ++j) mx = Sr[j] > mx ? Sr[j] : mx;  // (std::max does not vectorise)
           T sum = 0;
 #pragma omp simd reduction(+ : sum)
           for (int64_t j = 0; j < valid; ++j) {
