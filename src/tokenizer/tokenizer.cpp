@@ -179,8 +179,8 @@ struct Tokenizer::Impl {
 
   // ---- encoding ----
   void encode_valid(std::string_view text, std::vector<int32_t>& out) const;
-  void encode_after_raw_split(std::string_view piece, std::vector<int32_t>& out, Regex::Matcher* m) const;
-  void pre_tokenize_and_bpe(std::string_view piece, std::vector<int32_t>& out, Regex::Matcher* m) const;
+  template <class OnPiece, class OnAdded>
+  void walk(std::string_view text, OnPiece on_piece, OnAdded on_added) const;
   void bpe_cached(std::string_view word, std::vector<int32_t>& out) const;
   void bpe(std::string_view word, std::vector<int32_t>& out) const;
   template <class OnText, class OnToken>
@@ -307,33 +307,6 @@ void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) cons
   for (int32_t i = 0; i >= 0; i = next[i]) out.push_back(sym[i]);
 }
 
-void Tokenizer::Impl::pre_tokenize_and_bpe(std::string_view piece, std::vector<int32_t>& out,
-                                            Regex::Matcher* m) const {
-  if (piece.empty()) return;
-  std::string prefixed;
-  if (add_prefix_space && piece[0] != ' ') {
-    prefixed = " " + std::string(piece);
-    piece = prefixed;
-  }
-  if (!m) return bpe_cached(piece, out);
-  // Hugging Face's "Isolated" split: matches and the gaps between them are all pre-tokens.
-  size_t pos = 0, begin, end;
-  while (pos < piece.size() && m->find(piece, pos, begin, end)) {
-    if (begin > pos) bpe_cached(piece.substr(pos, begin - pos), out);
-    if (end == begin) {  // an empty match: step over one character
-      size_t i = begin;
-      if (i >= piece.size()) break;
-      unicode::next_code_point(piece, i);
-      bpe_cached(piece.substr(begin, i - begin), out);
-      pos = i;
-      continue;
-    }
-    bpe_cached(piece.substr(begin, end - begin), out);
-    pos = end;
-  }
-  if (pos < piece.size()) bpe_cached(piece.substr(pos), out);
-}
-
 // Splits `text` around the added tokens of `trie`, applying each token's lstrip / rstrip / single_word
 // flags as Hugging Face does: lstrip and rstrip swallow the whitespace next to the token, single_word
 // ignores a match that touches a letter or digit.
@@ -390,27 +363,63 @@ void Tokenizer::Impl::split_added(const TokenTrie& trie, std::string_view text, 
   if (done < text.size()) on_text(text.substr(done));
 }
 
-void Tokenizer::Impl::encode_after_raw_split(std::string_view piece, std::vector<int32_t>& out,
-                                              Regex::Matcher* m) const {
-  std::string normalized_storage;
-  if (!normalizers.empty()) {
-    normalized_storage = std::string(piece);
-    for (NormalForm f : normalizers) normalized_storage = unicode::normalize(f, normalized_storage);
-    piece = normalized_storage;
-  }
-  if (normalized_trie.empty()) return pre_tokenize_and_bpe(piece, out, m);
-  split_added(
-      normalized_trie, piece, [&](std::string_view sub) { pre_tokenize_and_bpe(sub, out, m); },
-      [&](int32_t id) { out.push_back(id); });
+// Hugging Face's pre-tokenisation: added tokens, normaliser, split pattern. Calls on_piece(bytes) for
+// each pre-token and on_added(id) for each added token, in text order.
+template <class OnPiece, class OnAdded>
+void Tokenizer::Impl::walk(std::string_view text, OnPiece on_piece, OnAdded on_added) const {
+  std::unique_ptr<Regex::Matcher> matcher;
+  if (split) matcher = std::make_unique<Regex::Matcher>(*split);
+  // 3. The split pattern, Hugging Face's "Isolated" behaviour: matches and the gaps between them are
+  //    all pre-tokens.
+  auto split_pieces = [&](std::string_view piece) {
+    if (piece.empty()) return;
+    std::string prefixed;
+    if (add_prefix_space && piece[0] != ' ') {
+      prefixed = " " + std::string(piece);
+      piece = prefixed;
+    }
+    if (!matcher) return on_piece(piece);
+    size_t pos = 0, begin, end;
+    while (pos < piece.size() && matcher->find(piece, pos, begin, end)) {
+      if (begin > pos) on_piece(piece.substr(pos, begin - pos));
+      if (end == begin) {  // an empty match: take one character and go on after it
+        size_t next = begin;
+        unicode::next_code_point(piece, next);
+        on_piece(piece.substr(begin, next - begin));
+        pos = next;
+        continue;
+      }
+      on_piece(piece.substr(begin, end - begin));
+      pos = end;
+    }
+    if (pos < piece.size()) on_piece(piece.substr(pos));
+  };
+  // 2. Normalise what lies between raw added tokens, then match the normalised added tokens.
+  auto after_raw_split = [&](std::string_view piece) {
+    std::string normalized;
+    if (!normalizers.empty()) {
+      normalized = std::string(piece);
+      for (NormalForm f : normalizers) normalized = unicode::normalize(f, normalized);
+      piece = normalized;
+    }
+    if (normalized_trie.empty()) return split_pieces(piece);
+    split_added(normalized_trie, piece, split_pieces, on_added);
+  };
+  // 1. Added tokens that are matched on the raw text.
+  if (raw_trie.empty()) return after_raw_split(text);
+  split_added(raw_trie, text, after_raw_split, on_added);
 }
 
 void Tokenizer::Impl::encode_valid(std::string_view text, std::vector<int32_t>& out) const {
-  std::unique_ptr<Regex::Matcher> matcher;
-  if (split) matcher = std::make_unique<Regex::Matcher>(*split);
-  if (raw_trie.empty()) return encode_after_raw_split(text, out, matcher.get());
-  split_added(
-      raw_trie, text, [&](std::string_view piece) { encode_after_raw_split(piece, out, matcher.get()); },
-      [&](int32_t id) { out.push_back(id); });
+  walk(
+      text, [&](std::string_view piece) { bpe_cached(piece, out); }, [&](int32_t id) { out.push_back(id); });
+}
+
+void Tokenizer::pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& on_piece,
+                             const std::function<void(int32_t)>& on_added) const {
+  const size_t valid = unicode::valid_utf8_prefix(text);
+  if (valid != text.size()) fail("text is not valid UTF-8 (byte offset {})", valid);
+  impl_->walk(text, on_piece, on_added);
 }
 
 void Tokenizer::encode_into(std::string_view text, std::vector<int32_t>& out) const {

@@ -10,6 +10,7 @@
 //   4. each split is BPE-merged over its UTF-8 bytes, lowest merge rank first, leftmost on ties.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,10 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text) const;
   // Single-threaded encode, appending to `out`; safe to call from many threads at once.
   void encode_into(std::string_view text, std::vector<int32_t>& out) const;
+  // Hugging Face's pre-tokenisation without the BPE step (the trainer counts these): on_piece gets
+  // each pre-token's bytes, on_added each added token's id, in text order. Text must be valid UTF-8.
+  void pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& on_piece,
+                    const std::function<void(int32_t)>& on_added) const;
   // The raw bytes the ids stand for (Hugging Face's ByteLevel decoder without the lossy UTF-8 step).
   // Throws txs::Error for an id outside the vocabulary.
   std::string decode(const std::vector<int32_t>& ids) const;

@@ -46,12 +46,27 @@ CONFIG_FIELDS = ["model_type", "arch", "vocab_size", "hidden_size", "intermediat
 
 
 class Failures:
+    """Every failure is kept; the first few of each case are printed as they happen and in the summary."""
+    SHOW = 8
+
     def __init__(self):
         self.items = []
+        self.per_case = {}
 
     def add(self, case, what):
-        self.items.append(f"[{case}] {what}")
-        print(f"    FAIL {what}")
+        self.items.append((case, what))
+        self.per_case[case] = self.per_case.get(case, 0) + 1
+        if self.per_case[case] <= self.SHOW:
+            print(f"    FAIL {what}")
+
+    def summary(self):
+        lines = []
+        for case, count in self.per_case.items():
+            mine = [w for c, w in self.items if c == case]
+            lines += [f"  [{case}] {w}" for w in mine[:self.SHOW]]
+            if count > self.SHOW:
+                lines.append(f"  [{case}] ... and {count - self.SHOW} more")
+        return lines
 
     def check(self, case, ok, what):
         if not ok:
@@ -438,8 +453,8 @@ def main():
           f"{time.time() - t0:.1f}s total, {engine.seconds:.1f}s in the engine)")
     if fails.items:
         print(f"\ncompare_engine: {len(fails.items)} FAILURE(S):")
-        for item in fails.items:
-            print("  " + item)
+        for line in fails.summary():
+            print(line)
         return 1
     print("compare_engine: engine matches the reference")
     return 0

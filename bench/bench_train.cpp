@@ -1,0 +1,142 @@
+// Training-step throughput (forward + backward + AdamW) and model FLOPs utilisation, for TransXSSM and a
+// Transformer of the same size, side by side with the same model written in PyTorch (bench/torch_peer.py,
+// Debian python3-torch, same thread count). Usage:
+//   bench_train [--steps N] [--threads N] [--no-peer] [--only tiny|d512] [--seqs 1024,4096] [--json FILE]
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/threads.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "train/optimizer.h"
+
+using namespace txs;
+
+namespace {
+
+constexpr double kPeakFlops = 442e9;  // this machine's fp32 peak (2 Zen 5 cores, AVX-512)
+
+struct Shape {
+  std::string name;
+  int64_t d, layers, heads, inter, vocab;
+};
+
+struct Result {
+  double tokens_per_s = 0, mfu = 0;
+};
+
+Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int steps) {
+  nlohmann::json over = {{"arch", arch}, {"hidden_size", s.d}, {"num_hidden_layers", s.layers},
+                         {"num_attention_heads", s.heads}, {"num_key_value_heads", s.heads},
+                         {"intermediate_size", s.inter}, {"vocab_size", s.vocab},
+                         {"max_position_embeddings", seq}};
+  Model model(resolve_config("", "", over));
+  model.init(1);
+  AdamW opt(model.backend(), model.params(), AdamWConfig{});
+  Rng rng(1);
+  std::vector<int32_t> ids(size_t(seq)), targets(size_t(seq));
+  for (auto& x : ids) x = int32_t(rng.below(uint64_t(s.vocab)));
+  for (auto& x : targets) x = int32_t(rng.below(uint64_t(s.vocab)));
+  auto step = [&] {
+    model.params().zero_grads();
+    model.forward_backward(ids.data(), targets.data(), 1, seq, 1.0f / float(seq));
+    opt.step(1e-4);
+  };
+  step();  // warm-up: buffers allocated, primitives created
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+  Result r;
+  r.tokens_per_s = double(seq) / secs;
+  // Model FLOPs per token: 6 per matmul parameter (fwd + bwd) plus 3× the forward attention/SSD mixing terms.
+  const double flops = 6.0 * double(model.matmul_params()) + 3.0 * model.mixing_flops_per_token(seq);
+  r.mfu = flops * r.tokens_per_s / kPeakFlops;
+  return r;
+}
+
+double bench_peer(const Shape& s, const std::string& arch, int64_t seq, int threads) {
+  const std::string cmd = fmt::format(
+      "/usr/bin/python3 {}/bench/torch_peer.py --arch {} --d-model {} --layers {} --heads {} --intermediate {} "
+      "--vocab {} --seq {} --batch 1 --steps 2 --warmup 1 --threads {} 2>/dev/null",
+      TRANSXSSM_SOURCE_DIR, arch, s.d, s.layers, s.heads, s.inter, s.vocab, seq, threads);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return 0;
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  pclose(p);
+  try {
+    auto pos = out.rfind('{');
+    if (pos == std::string::npos) return 0;
+    return nlohmann::json::parse(out.substr(pos)).value("tokens_per_s", 0.0);
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int steps = 3, threads = 0;
+  bool peer = true;
+  std::string only, json_path;
+  std::vector<int64_t> seqs = {1024, 4096};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--steps") steps = std::stoi(next());
+    else if (a == "--threads") threads = std::stoi(next());
+    else if (a == "--no-peer") peer = false;
+    else if (a == "--only") only = next();
+    else if (a == "--json") json_path = next();
+    else if (a == "--seqs") {
+      seqs.clear();
+      std::string v = next();
+      for (size_t p = 0; p < v.size();) {
+        size_t q = v.find(',', p);
+        seqs.push_back(std::stoll(v.substr(p, q - p)));
+        p = q == std::string::npos ? v.size() : q + 1;
+      }
+    } else {
+      std::fprintf(stderr, "usage: bench_train [--steps N] [--threads N] [--no-peer] [--only tiny|d512] "
+                           "[--seqs 1024,4096] [--json FILE]\n");
+      return 2;
+    }
+  }
+  set_num_threads(threads);
+  const int nthreads = num_threads();
+  const std::vector<Shape> shapes = {{"tiny", 256, 8, 4, 768, 256}, {"d512", 512, 8, 8, 1536, 50304}};
+  fmt::print("training step = forward + backward + AdamW, batch 1, fp32, {} threads; MFU vs {:.0f} GFLOP/s peak\n",
+             nthreads, kPeakFlops / 1e9);
+  fmt::print("{:<6} {:>6} {:<12} {:>12} {:>7} {:>12} {:>9}\n", "model", "seq", "arch", "ours tok/s", "MFU",
+             "torch tok/s", "vs torch");
+  nlohmann::json all = nlohmann::json::array();
+  for (auto& s : shapes) {
+    if (!only.empty() && s.name != only) continue;
+    for (int64_t seq : seqs) {
+      double ours[2] = {0, 0};
+      int k = 0;
+      for (std::string arch : {"transxssm", "transformer"}) {
+        Result r = bench_ours(s, arch, seq, steps);
+        const double theirs = peer ? bench_peer(s, arch, seq, nthreads) : 0;
+        ours[k++] = r.tokens_per_s;
+        fmt::print("{:<6} {:>6} {:<12} {:>12.0f} {:>6.1f}% {:>12} {:>9}\n", s.name, seq, arch, r.tokens_per_s,
+                   100 * r.mfu, theirs > 0 ? fmt::format("{:.0f}", theirs) : "-",
+                   theirs > 0 ? fmt::format("{:.1f}x", r.tokens_per_s / theirs) : "-");
+        std::fflush(stdout);
+        all.push_back({{"model", s.name}, {"seq", seq}, {"arch", arch}, {"tokens_per_s", r.tokens_per_s},
+                       {"mfu", r.mfu}, {"torch_tokens_per_s", theirs}, {"threads", nthreads}});
+      }
+      fmt::print("{:<6} {:>6} transxssm / transformer tokens/s = {:.2f}x\n", s.name, seq, ours[0] / ours[1]);
+    }
+  }
+  if (!json_path.empty()) write_file_atomic(json_path, all.dump(2) + "\n");
+  return 0;
+}
