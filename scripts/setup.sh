@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git
   libdnnl-dev libopenblas-dev
-  nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev libfmt-dev
+  nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libcpp-httplib-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy
 

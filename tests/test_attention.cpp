@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 #include <omp.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -84,9 +86,25 @@ std::vector<double> from_strided(const std::vector<T>& buf, int64_t width, int64
   return x;
 }
 
-// Runs the kernel in precision T on strided copies of the problem's inputs.
+// Resident memory of this process in kB (Linux /proc/self/status): "VmRSS" now, "VmHWM" its peak.
+long status_kb(const std::string& key) {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
+  return -1;
+}
+// Restarts VmHWM from the current RSS; false where the kernel does not allow it.
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return bool(f) && status_kb("VmHWM") >= 0;
+}
+
+// Runs the kernel in precision T on strided copies of the problem's inputs. With peak_growth_kb, measures how
+// far the peak resident memory rose above its level at the first call (−1 when it cannot be measured).
 template <class T>
-Tensors run_kernel(const Problem& pr, bool backward = true) {
+Tensors run_kernel(const Problem& pr, bool backward = true, long* peak_growth_kb = nullptr) {
   const Case& c = pr.c;
   const AttentionShape& s = pr.s;
   const int64_t wq = c.H * c.P, wkv = c.Hkv * c.P;
@@ -96,19 +114,28 @@ Tensors run_kernel(const Problem& pr, bool backward = true) {
   auto dout = to_strided<T>(pr.in.dout, wq, s.out_stride, c.lead);
   auto out = to_strided<T>(std::vector<double>(pr.in.dout.size(), 3.0), wq, s.out_stride, c.lead);
   std::vector<T> lse(c.B * c.H * c.Tq, T(-5));
+  // Garbage inside the gradient slices: gradients must be written, not accumulated.
+  std::vector<T> dq, dk, dv;
+  if (backward) {
+    dq = to_strided<T>(std::vector<double>(pr.in.q.size(), 11.0), wq, s.q_stride, c.lead);
+    dk = to_strided<T>(std::vector<double>(pr.in.k.size(), 11.0), wkv, s.kv_stride, c.lead);
+    dv = to_strided<T>(std::vector<double>(pr.in.v.size(), 11.0), wkv, s.kv_stride, c.lead);
+  }
+  long rss_before = -1;
+  if (peak_growth_kb && reset_peak_rss()) rss_before = status_kb("VmRSS");
+
   txs::cpu::attention_forward<T>(s, q.data() + c.lead, k.data() + c.lead, v.data() + c.lead, out.data() + c.lead,
                                  lse.data());
+  if (backward)
+    txs::cpu::attention_backward<T>(s, q.data() + c.lead, k.data() + c.lead, v.data() + c.lead,
+                                    out.data() + c.lead, lse.data(), dout.data() + c.lead, dq.data() + c.lead,
+                                    dk.data() + c.lead, dv.data() + c.lead);
+  if (peak_growth_kb) *peak_growth_kb = rss_before < 0 ? -1 : status_kb("VmHWM") - rss_before;
+
   Tensors r;
   r.out = from_strided(out, wq, s.out_stride, c.lead, "out");
   r.lse.assign(lse.begin(), lse.end());
   if (!backward) return r;
-  // Garbage inside the slices: gradients must be written, not accumulated.
-  auto dq = to_strided<T>(std::vector<double>(pr.in.q.size(), 11.0), wq, s.q_stride, c.lead);
-  auto dk = to_strided<T>(std::vector<double>(pr.in.k.size(), 11.0), wkv, s.kv_stride, c.lead);
-  auto dv = to_strided<T>(std::vector<double>(pr.in.v.size(), 11.0), wkv, s.kv_stride, c.lead);
-  txs::cpu::attention_backward<T>(s, q.data() + c.lead, k.data() + c.lead, v.data() + c.lead, out.data() + c.lead,
-                                  lse.data(), dout.data() + c.lead, dq.data() + c.lead, dk.data() + c.lead,
-                                  dv.data() + c.lead);
   r.dq = from_strided(dq, wq, s.q_stride, c.lead, "dq");
   r.dk = from_strided(dk, wkv, s.kv_stride, c.lead, "dk");
   r.dv = from_strided(dv, wkv, s.kv_stride, c.lead, "dv");
@@ -208,15 +235,15 @@ struct Naive {
   }
 };
 
-// Shapes spanning several tiles (the kernel uses 128-row tiles), lengths that are no multiple of a tile,
+// Shapes spanning several tiles (the kernel uses tiles of 192 queries / keys), lengths that are no multiple of a tile,
 // grouped-query attention, q_len < kv_len (a prefill chunk after a cache), q_len = 1 (decoding), padding.
 const std::vector<Case> kCases = {
     {1, 1, 1, 1, 1, 4},                 // one query, one key
     {2, 5, 7, 4, 2, 3, 2, 1},           // GQA, q_len < kv_len, strided
     {1, 1, 37, 4, 1, 8, 1, 3},          // decoding step, multi-query
-    {2, 200, 200, 2, 2, 16, 3, 0},      // self-attention over two query tiles
+    {2, 200, 200, 2, 2, 16, 3, 0},      // self-attention over two tiles of each
     {1, 300, 433, 4, 2, 8, 0, 2},       // several tiles both ways, chunk after a cache
-    {3, 129, 257, 2, 1, 5},             // one past a tile boundary, three batch rows share one kv head
+    {3, 193, 385, 2, 1, 5},             // one past tile boundaries, three batch rows, one kv head
     {1, 64, 600, 2, 2, 32, 5, 5},       // short chunk far along a long cache
 };
 
@@ -244,6 +271,10 @@ TEST(Attention, BackwardMatchesNaiveDouble) {
 // Central differences of L = Σ out ⊙ dout through the double forward, for `count` entries of each input
 // (every entry when count ≥ the tensor's size). Round-off in L limits the agreement to ~1e-8 on big shapes.
 void finite_difference_check(const Case& c, size_t count) {
+  // Hundreds of small calls: one thread, as a parallel region per call only adds barrier waits (threading has
+  // its own test).
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(1);
   Problem pr(c, 9);
   const Tensors grad = run_kernel<double>(pr);
   auto loss = [&](const Problem& p) {
@@ -271,6 +302,7 @@ void finite_difference_check(const Case& c, size_t count) {
     }
     EXPECT_LT(rel_error(an, fd), 1e-6) << "d" << "qkv"[which] << " Tq " << c.Tq << " Tk " << c.Tk;
   }
+  omp_set_num_threads(saved_threads);
 }
 
 TEST(Attention, FiniteDifferencesSmallShapes) {
@@ -281,15 +313,15 @@ TEST(Attention, FiniteDifferencesSmallShapes) {
 }
 
 TEST(Attention, FiniteDifferencesAcrossTiles) {
-  finite_difference_check({1, 300, 433, 4, 2, 8, 0, 2}, 40);
-  finite_difference_check({3, 129, 257, 2, 1, 5}, 40);
+  finite_difference_check({1, 200, 400, 2, 1, 8, 0, 2}, 24);
+  finite_difference_check({2, 193, 250, 2, 1, 5}, 24);
 }
 
 // Same results whatever the thread count, including the split of one kv head's key tiles over several tasks
 // (1 batch row × 1 kv head on 2 or 3 threads, 2 × 1 on 3 threads).
 TEST(Attention, ThreadCountDoesNotChangeResults) {
   const int saved = omp_get_max_threads();
-  for (const Case& c : {Case{1, 300, 300, 2, 1, 8, 1, 1}, Case{2, 150, 290, 3, 1, 4}}) {
+  for (const Case& c : {Case{1, 300, 400, 2, 1, 8, 1, 1}, Case{2, 150, 420, 3, 1, 4}}) {
     Problem pr(c, 11);
     omp_set_num_threads(1);
     const Tensors one = run_kernel<double>(pr);
@@ -306,7 +338,9 @@ TEST(Attention, ThreadCountDoesNotChangeResults) {
 }
 
 TEST(Attention, FloatMatchesDouble) {
-  for (const Case& c : {Case{2, 300, 300, 4, 2, 64, 3, 1}, Case{1, 100, 700, 2, 1, 128}, Case{2, 1, 513, 4, 4, 64}}) {
+  // head_dim 40 is no multiple of the 16-float vector: the padded path of the fp32 kernel.
+  for (const Case& c : {Case{2, 300, 300, 4, 2, 64, 3, 1}, Case{1, 100, 700, 2, 1, 128}, Case{2, 1, 513, 4, 4, 64},
+                        Case{1, 250, 250, 2, 1, 40, 1, 0}}) {
     Problem pr(c, 12);
     const Tensors d = run_kernel<double>(pr), f = run_kernel<float>(pr);
     EXPECT_LT(rel_error(f.out, d.out), 5e-6) << "Tq " << c.Tq << " Tk " << c.Tk;
@@ -330,6 +364,36 @@ TEST(Attention, SharpSoftmaxIsStable) {
   for (double x : f.dk) ASSERT_TRUE(std::isfinite(x));
 }
 
+// The model's layout: q, k, v are column slices of one projection output [rows, (H + 2·Hkv)·P] and dq, dk, dv
+// slices of one gradient buffer of the same shape, which starts full of garbage that must all be overwritten.
+TEST(Attention, FusedQkvBuffers) {
+  const Case c{2, 200, 200, 4, 2, 16};
+  Problem pr(c, 16);
+  const int64_t wq = c.H * c.P, wkv = c.Hkv * c.P, width = wq + 2 * wkv, rows = c.B * c.Tq;
+  std::vector<double> qkv(rows * width), dqkv(rows * width, 1e6), out(rows * wq), lse(c.B * c.H * c.Tq);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(&pr.in.q[r * wq], wq, &qkv[r * width]);
+    std::copy_n(&pr.in.k[r * wkv], wkv, &qkv[r * width + wq]);
+    std::copy_n(&pr.in.v[r * wkv], wkv, &qkv[r * width + wq + wkv]);
+  }
+  AttentionShape s = pr.s;
+  s.q_stride = s.kv_stride = width;
+  s.out_stride = wq;
+  const double* q = qkv.data();
+  txs::cpu::attention_forward<double>(s, q, q + wq, q + wq + wkv, out.data(), lse.data());
+  txs::cpu::attention_backward<double>(s, q, q + wq, q + wq + wkv, out.data(), lse.data(), pr.in.dout.data(),
+                                       dqkv.data(), dqkv.data() + wq, dqkv.data() + wq + wkv);
+  const Tensors want = Naive{c, pr.in}.all();
+  std::vector<double> dqkv_want(rows * width);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(&want.dq[r * wq], wq, &dqkv_want[r * width]);
+    std::copy_n(&want.dk[r * wkv], wkv, &dqkv_want[r * width + wq]);
+    std::copy_n(&want.dv[r * wkv], wkv, &dqkv_want[r * width + wq + wkv]);
+  }
+  EXPECT_LT(rel_error(out, want.out), 1e-12);
+  EXPECT_LT(rel_error(dqkv, dqkv_want), 1e-12);
+}
+
 TEST(Attention, MatchesTorchAutograd) {
   for (const Case& c : {Case{2, 200, 333, 4, 2, 16, 3, 2}, Case{2, 1, 50, 4, 1, 8}}) {
     Problem pr(c, 14);
@@ -349,21 +413,17 @@ TEST(Attention, MatchesTorchAutograd) {
   }
 }
 
-long max_rss_kb() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss;
-}
-
 // T = 4096 in float: a few rows of out, dq, dk, dv against the row-by-row naive reference, and the peak
-// memory must not grow by anything like a T × T score matrix (64 MB per head in fp32).
+// memory during the kernels must not grow by anything like a T × T score matrix (64 MB per head in fp32).
 TEST(Attention, LongSequenceFloat) {
   const Case c{1, 4096, 4096, 4, 2, 64};
   Problem pr(c, 15);
-  const long rss_before = max_rss_kb();
-  const Tensors got = run_kernel<float>(pr);
-  const long grown_mb = (max_rss_kb() - rss_before) / 1024;
-  EXPECT_LT(grown_mb, 48) << "peak memory grew by " << grown_mb << " MB";
+  long grown_kb = -1;
+  const Tensors got = run_kernel<float>(pr, true, &grown_kb);
+  if (grown_kb >= 0)
+    EXPECT_LT(grown_kb, 16 * 1024) << "peak memory grew by " << grown_kb / 1024 << " MB";
+  else
+    std::printf("peak memory not measurable here (/proc/self/clear_refs); memory check skipped\n");
 
   const Naive naive{c, pr.in};
   auto slice = [&](const std::vector<double>& x, int64_t row, int64_t heads, int64_t h) {
@@ -371,7 +431,7 @@ TEST(Attention, LongSequenceFloat) {
   };
   double dq_max = 0;
   for (double x : got.dq) dq_max = std::max(dq_max, std::abs(x));
-  for (int64_t t : {0, 1, 127, 128, 2049, 4095})
+  for (int64_t t : {0, 1, 191, 192, 2049, 4095})
     for (int64_t h : {0, 3}) {
       const auto r = naive.row(0, t, h);
       EXPECT_LT(rel_error(slice(got.out, t, c.H, h), r.out), 1e-5) << "out row " << t;

@@ -53,11 +53,12 @@ struct ArchPreset {
   bool all_attention = false, mamba = false;
   int64_t offset = 7;
   std::string ssm_position = "rope", attention_position = "rope";
+  bool all_ssm = false;
 };
 ArchPreset arch_preset(const std::string& arch) {
   if (arch == "transxssm") return {};
   if (arch == "transformer") return {true, false, 7, "rope", "rope"};
-  if (arch == "mamba2") return {false, true, 7, "conv", "rope"};
+  if (arch == "mamba2") return {false, true, 7, "conv", "rope", true};
   if (arch == "jamba") return {false, true, 4, "conv", "none"};
   if (arch == "hybrid-conv") return {false, false, 7, "conv", "rope"};
   if (arch == "hybrid-nope") return {false, false, 7, "none", "rope"};
@@ -150,8 +151,11 @@ ModelConfig resolve_config(const std::string& arch_in, const std::string& size_i
   if (!explicit_state) c.ssm_state_size = c.head_dim;
   if (!explicit_layers) {
     if (c.attn_layer_period <= 0) fail("config: attn_layer_period must be positive");
+    const size_t n = size_t(std::max<int64_t>(c.num_hidden_layers, 0));
     if (preset.all_attention)
-      c.layer_types.assign(size_t(std::max<int64_t>(c.num_hidden_layers, 0)), LayerType::Attention);
+      c.layer_types.assign(n, LayerType::Attention);
+    else if (preset.all_ssm)
+      c.layer_types.assign(n, LayerType::Mamba2);
     else
       c.layer_types = periodic_layers(c.num_hidden_layers, c.attn_layer_period, c.attn_layer_offset,
                                       preset.mamba ? LayerType::Mamba2 : LayerType::Ssd);

@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "core/threads.h"
-#include "data/mapped_file.h"
+#include "tokenizer/mapped_file.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -62,8 +62,8 @@ void count_words(const Tokenizer& pre, std::string_view text, WordCounts& total)
   cuts.push_back(text.size());
   const int pieces = int(cuts.size()) - 1;
   const int threads = std::max(1, std::min(num_threads(), pieces));
-  std::vector<WordCounts> local(size_t(threads));
-  std::vector<std::string> errors(size_t(pieces));
+  std::vector<WordCounts> local(static_cast<size_t>(threads));
+  std::vector<std::string> errors(cuts.size() - 1);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int p = 0; p < pieces; p++) {
     WordCounts& counts = local[size_t(omp_get_thread_num())];

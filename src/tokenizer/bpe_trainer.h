@@ -25,8 +25,8 @@ struct BpeTrainerResult {
 
 // Reads every file (valid UTF-8 required; throws txs::Error naming a file that is not), counts its
 // pre-tokens in parallel, then merges the most frequent adjacent pair until the vocabulary is full.
-// Ties between equally frequent pairs go to the pair whose byte strings sort first, so the result
-// does not depend on the thread count or on hash order.
+// Ties between equally frequent pairs go to the pair of smaller ids (ids are assigned in a fixed
+// order), so the result does not depend on the thread count or on hash order.
 BpeTrainerResult train_bpe(const std::vector<std::string>& files, const BpeTrainerOptions& options);
 
 // Same, from texts in memory (used by the tests).

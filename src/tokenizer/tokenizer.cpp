@@ -464,15 +464,15 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   return out;
 }
 
+namespace {
+bool is_printable_ascii(char c) { return c >= 0x21 && c <= 0x7E; }
+bool is_ascii_cut_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+}  // namespace
+
 size_t Tokenizer::next_safe_cut(std::string_view text, size_t pos) const {
   if (!impl_->chunkable) return text.size();
-  for (size_t p = std::max<size_t>(pos, 1); p < text.size(); p++) {
-    const void* nl = std::memchr(text.data() + p, '\n', text.size() - p);
-    if (!nl) break;
-    p = size_t(static_cast<const char*>(nl) - text.data());
-    const uint8_t before = uint8_t(text[p - 1]);
-    if (before >= 0x21 && before <= 0x7E) return p;
-  }
+  for (size_t p = std::max<size_t>(pos, 1); p < text.size(); p++)
+    if (is_ascii_cut_space(text[p]) && is_printable_ascii(text[p - 1])) return p;
   return text.size();
 }
 
@@ -555,12 +555,18 @@ void Tokenizer::Impl::finish(const std::string& pattern) {
       raw_trie.add(t.content, int32_t(i));
     }
   }
-  // Cutting text at "<printable ASCII>|\n" is exact only with GPT-2's pattern (no pre-token holds both
-  // a visible character and the newline after it), no prefix space added to each piece, and no added
-  // token that could span the cut.
+  // Cutting between a printable ASCII character and an ASCII space, tab, CR or LF is exact with GPT-2's
+  // pattern: no alternative can take whitespace after a visible character (a space only ever starts a
+  // pre-token), so some pre-token ends at the cut in both cases, and matching after it never looks
+  // behind. Normal forms compose nothing across two ASCII characters. It also needs no prefix space
+  // added to each piece, and no added token that could span the cut (one holding a visible character
+  // followed by whitespace) or that looks across it (lstrip, rstrip, single_word).
   chunkable = split && split->pattern() == gpt2_split_pattern() && !add_prefix_space;
-  for (const AddedToken& t : added)
-    if (t.lstrip || t.rstrip || t.content.find('\n') != std::string::npos) chunkable = false;
+  for (const AddedToken& t : added) {
+    if (t.lstrip || t.rstrip || t.single_word) chunkable = false;
+    for (size_t i = 1; i < t.content.size(); i++)
+      if (is_printable_ascii(t.content[i - 1]) && is_ascii_cut_space(t.content[i])) chunkable = false;
+  }
 
   static const char* const kEosNames[] = {"<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"};
   for (const char* name : kEosNames) {
@@ -751,6 +757,7 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
     impl->id_present.assign(size_t(max_id + 1), 0);
     std::unordered_map<std::string, int32_t> by_spelling;  // byte-level spelling -> id, for merges
     by_spelling.reserve(entries.size());
+    impl->model_ids.reserve(entries.size());
     for (auto& [spelling, id] : entries) {
       if (impl->id_present[size_t(id)]) fail("{}: token id {} is used twice in the vocabulary", origin, id);
       std::string bytes;

@@ -57,9 +57,11 @@ class Tokenizer {
   const std::string& origin() const;
 
   // Positions at which `text` can be cut so that encoding the pieces separately and concatenating
-  // gives exactly the ids of the whole: after a printable ASCII character and before a newline, where
-  // no pre-token, normaliser composition or added token can span the cut. Returns ascending cut
-  // offsets (not including 0 or text.size()) about `target_bytes` apart.
+  // gives exactly the ids of the whole: between a printable ASCII character and an ASCII space, tab,
+  // CR or LF, where no pre-token, normaliser composition or added token can span the cut (the proof is
+  // in tokenizer.cpp, at `chunkable`). Empty when the tokenizer's configuration gives no such
+  // guarantee (a custom split pattern, add_prefix_space, added tokens with lstrip/rstrip/single_word).
+  // Returns ascending cut offsets (not including 0 or text.size()) about `target_bytes` apart.
   std::vector<size_t> safe_cuts(std::string_view text, size_t target_bytes) const;
   // The first safe cut at or after `pos`, or text.size() if there is none.
   size_t next_safe_cut(std::string_view text, size_t pos) const;

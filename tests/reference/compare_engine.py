@@ -29,6 +29,13 @@ import safetensors_io  # noqa: E402
 import transxssm_ref as ref  # noqa: E402
 
 TOL = 1e-4
+# A gradient that is a cancellation of much larger terms (A_log at initialisation: ~1e-7 from terms
+# ~1e-4) cannot be had to 1e-4 in fp32 by any formulation. For such tensors the tolerance becomes
+# COND_FACTOR × the error of a plain float32 evaluation of the reference (recurrent and quadratic scan),
+# i.e. the engine must be about as accurate as fp32 allows. Well-conditioned tensors keep 1e-4.
+COND_FACTOR = 10.0
+# A gradient that is exactly zero in the reference must be below this fraction of the largest gradient.
+ZERO_TOL = 1e-6
 ARCH_TABLE = {  # spec §7: (SSM position, attention position); None where the table has "—"
     "transxssm": ("rope", "rope"),
     "transformer": (None, "rope"),
@@ -96,7 +103,7 @@ def random_cases(seed):
         ("transxssm", False, True, True, 2, "period"),
         ("hybrid-conv", True, False, False, 0, "period"),
         ("transxssm", False, False, True, 1, "mixed"),
-        ("jamba", True, True, True, 2, "period"),
+        ("jamba", True, True, False, 2, "period"),
         ("hybrid-nope", False, True, False, 1, "period"),
         ("transformer", False, False, True, 2, "all"),
     ]
@@ -111,6 +118,8 @@ def random_cases(seed):
                     ssm_state_size=P if k % 2 == 0 else P // 2,
                     ssm_chunk_size=rng.choice([4, 8]), mamba_head_dim=16, mamba_d_state=16,
                     max_position_embeddings=64, tie_word_embeddings=tie, residual_scale=res, use_dt_bias=dtb)
+        if k == 4:
+            del over["ssm_chunk_size"]  # the preset's chunk (spec default 256 > T): one partial chunk
         layers = rng.randint(2, 9)
         if layout == "period":
             offset = rng.randint(0, min(3, layers - 1))
@@ -147,6 +156,17 @@ class Engine:
             tail = (proc.stderr.strip() or proc.stdout.strip())[-800:]
             raise RuntimeError(f"`transxssm {' '.join(args)}` exited {proc.returncode}: {tail}")
         return proc.stdout
+
+    def expect_error(self, *args):
+        """Runs a command that must be refused: non-zero exit, no crash (signal), an `error:` message."""
+        proc = subprocess.run([self.binary, *args], capture_output=True, text=True, env=self.env)
+        if proc.returncode == 0:
+            return "accepted"
+        if proc.returncode < 0 or proc.returncode > 128:
+            return f"crashed (exit {proc.returncode})"
+        if "error" not in proc.stderr.lower():
+            return f"exit {proc.returncode} without an error message: {proc.stderr.strip()[-200:]!r}"
+        return None
 
     def init(self, cfg_path, seed, out):
         self.run("init", "--config", cfg_path, "--seed", str(seed), "--out", out)
@@ -305,8 +325,13 @@ def compare(case, tag, engine, model_dir, cfg, params, ids, work, fails):
     ids_path = os.path.join(work, "ids.json")
     with open(ids_path, "w") as f:
         json.dump(ids.tolist(), f)
-    row = dict(case=case, tag=tag, logits=math.nan, loss=math.nan, grad=math.nan, grad_name="", score=math.nan)
+    row = dict(case=case, tag=tag, logits=math.nan, loss=math.nan, grad=math.nan, grad_name="", grad_tol=TOL,
+               relaxed=0, score=math.nan)
     logits, loss, grads = ref.loss_and_grads(cfg, params, ids)
+    # How well each gradient is conditioned: the error of plain float32 runs of the reference.
+    _, _, g32r = ref.loss_and_grads(cfg, params, ids, dtype=torch.float32)
+    _, _, g32q = ref.loss_and_grads(cfg, params, ids, dtype=torch.float32, scan=ref.ssd_scan_quadratic)
+    tol = {k: max(TOL, COND_FACTOR * max(rel_err(g32r[k], grads[k]), rel_err(g32q[k], grads[k]))) for k in grads}
     try:
         got = engine.grads(model_dir, ids_path, os.path.join(work, "grads.safetensors"))
     except RuntimeError as e:
@@ -327,16 +352,26 @@ def compare(case, tag, engine, model_dir, cfg, params, ids, work, fails):
                 f"{label}: gradient names differ from parameters: extra {sorted(names - set(params))[:4]}, "
                 f"missing {sorted(set(params) - names)[:4]}")
     worst, worst_name = 0.0, ""
+    scale = max(g.abs().max().item() for g in grads.values())
     for name in sorted(names & set(params)):
-        e = rel_err(got[name], grads[name]) if list(got[name].shape) == list(grads[name].shape) else math.inf
-        fails.check(case, e <= TOL, f"{label}: grad {name} rel err {e:.2e} (max|ref| "
-                    f"{grads[name].abs().max().item():.2e})")
-        if e >= worst:
+        same_shape = list(got[name].shape) == list(grads[name].shape)
+        e = rel_err(got[name], grads[name]) if same_shape else math.inf
+        if same_shape and grads[name].abs().max().item() <= 1e-12 * scale:
+            # Structurally zero gradient (e.g. A_log or k_proj when only position 0 is predicted): the
+            # engine's value must be rounding noise, measured against the largest gradient of the model.
+            z = got[name].abs().max().item() / scale
+            fails.check(case, z <= ZERO_TOL, f"{label}: grad {name} should be 0, max|engine| = {z:.1e} of the "
+                        f"largest gradient")
+            continue
+        fails.check(case, e <= tol[name], f"{label}: grad {name} rel err {e:.2e} > tol {tol[name]:.1e} "
+                    f"(max|ref| {grads[name].abs().max().item():.2e})")
+        if e / tol[name] >= worst / (tol.get(worst_name, TOL)):
             worst, worst_name = e, name
-    row["grad"], row["grad_name"] = worst, worst_name
-    # score: one flat row per call; the second row as well when the batch has two.
+    row["grad"], row["grad_name"], row["grad_tol"] = worst, worst_name, tol.get(worst_name, TOL)
+    row["relaxed"] = sum(1 for k in names & set(params) if tol[k] > TOL)
+    # score takes one flat row per call: the first row on the initial weights, the last on the random ones.
     worst_score = 0.0
-    for b in range(ids.shape[0]):
+    for b in [0 if tag == "init" else ids.shape[0] - 1]:
         with open(ids_path, "w") as f:
             json.dump(ids[b].tolist(), f)
         try:
@@ -366,7 +401,7 @@ def write_checkpoint(directory, cfg, tensors, dtype):
 
 # ----------------------------------------------------------------------------------------------------
 
-def run_case(case, engine, work, fails, rows, check_determinism):
+def run_case(case, engine, work, fails, rows, extras):
     name = case["name"]
     print(f"== {name}: T={case['T']} {json.dumps(case['over'], separators=(',', ':'))}")
     cdir = os.path.join(work, name)
@@ -390,7 +425,7 @@ def run_case(case, engine, work, fails, rows, check_determinism):
     check_init(name, cfg, raw, fails)
     print(f"    layers {''.join({'ssd': 'S', 'attention': 'A', 'mamba2': 'M'}[t] for t in cfg['layer_types'])}, "
           f"{sum(v.numel() for v in raw.values())} parameters; init checks done")
-    if check_determinism:
+    if extras:
         again = os.path.join(cdir, "init_again")
         other = os.path.join(cdir, "init_other")
         engine.init(cfg_path, case["seed"], again)
@@ -415,6 +450,20 @@ def run_case(case, engine, work, fails, rows, check_determinism):
     ids = torch.randint(0, cfg["vocab_size"], (2, case["T"]), generator=gen)
     rows.append(compare(name, "random-bf16" if case.get("bf16") else "random", engine, pert_dir, cfg, pert64,
                         ids, cdir, fails))
+    if extras:
+        # Edge shapes: three rows of two tokens (one predicted position per row, chunk longer than T).
+        ids = torch.randint(0, cfg["vocab_size"], (3, 2), generator=gen)
+        rows.append(compare(name, "random-T2", engine, pert_dir, cfg, pert64, ids, cdir, fails))
+        # Bad token rows are refused with an error message, not a crash.
+        bad_inputs = {"id out of range": [[0, cfg["vocab_size"]]], "negative id": [[0, -1, 2]],
+                      "ragged rows": [[1, 2, 3], [1, 2]], "single token": [[5]]}
+        for what, rows_ in bad_inputs.items():
+            path = os.path.join(cdir, "bad.json")
+            with open(path, "w") as f:
+                json.dump(rows_, f)
+            outcome = engine.expect_error("grads", "--model", pert_dir, "--ids", path, "--out",
+                                          os.path.join(cdir, "bad.safetensors"))
+            fails.check(name, outcome is None, f"grads with {what}: {outcome}")
 
 
 def main():
@@ -439,17 +488,20 @@ def main():
     try:
         for i, case in enumerate(cases):
             try:
-                run_case(case, engine, work, fails, rows, check_determinism=(i == 0))
+                run_case(case, engine, work, fails, rows, extras=(i == 0))
             except RuntimeError as e:
                 fails.add(case["name"], str(e))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{'case':<24}{'weights':<13}{'logits':>10}{'loss':>10}{'grad':>10}  {'worst grad tensor':<44}{'score':>10}")
+    print(f"\n{'case':<22}{'weights':<12}{'logits':>9}{'loss':>9}{'score':>9}{'grad':>9}{'(tol)':>9}  "
+          f"{'worst grad tensor (error/tol)':<42}{'relaxed':>8}")
     for r in rows:
-        print(f"{r['case']:<24}{r['tag']:<13}{r['logits']:>10.2e}{r['loss']:>10.2e}{r['grad']:>10.2e}  "
-              f"{r['grad_name'][:44]:<44}{r['score']:>10.2e}")
-    print(f"(relative error max|engine-ref|/max|ref| per tensor; tolerance {TOL:.0e}; "
+        name = r["grad_name"].replace("model.layers.", "L")
+        print(f"{r['case']:<22}{r['tag']:<12}{r['logits']:>9.1e}{r['loss']:>9.1e}{r['score']:>9.1e}"
+              f"{r['grad']:>9.1e}{r['grad_tol']:>9.0e}  {name[:42]:<42}{r['relaxed']:>8}")
+    print(f"(relative error max|engine-ref|/max|ref| per tensor; tolerance {TOL:.0e}, or {COND_FACTOR:g}x the "
+          f"error of a float32 run of the reference for the 'relaxed' ill-conditioned gradients; "
           f"{time.time() - t0:.1f}s total, {engine.seconds:.1f}s in the engine)")
     if fails.items:
         print(f"\ncompare_engine: {len(fails.items)} FAILURE(S):")

@@ -83,12 +83,14 @@ def expected_shapes(cfg):
         elif kind == "mamba2":
             inner, Hm, _, G, Nm = mamba_dims(cfg)
             conv_ch = inner + 2 * G * Nm
-            # Spec §6 has dt_bias unconditionally (use_dt_bias is an SSD-mixer switch, §4).
+            # use_dt_bias switches the Mamba-2 dt_bias as well (spec §4/§6 leave it open; the engine and
+            # the config contract apply it to every mixer that has a dt_bias).
             shapes[p + "mamba.in_proj.weight"] = [2 * inner + 2 * G * Nm + Hm, d]
             shapes[p + "mamba.conv1d.weight"] = [conv_ch, 1, K]
             shapes[p + "mamba.conv1d.bias"] = [conv_ch]
             shapes[p + "mamba.A_log"] = [Hm]
-            shapes[p + "mamba.dt_bias"] = [Hm]
+            if cfg["use_dt_bias"]:
+                shapes[p + "mamba.dt_bias"] = [Hm]
             shapes[p + "mamba.D"] = [Hm]
             shapes[p + "mamba.norm.weight"] = [inner]
             shapes[p + "mamba.out_proj.weight"] = [d, inner]
@@ -128,7 +130,7 @@ def rotate(v, cos, sin):
     """Rotate-half RoPE of v [B, T, heads, D]: dimension i pairs with i + D/2 (spec §3)."""
     half = v.shape[-1] // 2
     v1, v2 = v[..., :half], v[..., half:]
-    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    c, s = cos[None, :, None, :].to(v.dtype), sin[None, :, None, :].to(v.dtype)
     return torch.cat([v1 * c - v2 * s, v2 * c + v1 * s], dim=-1)
 
 
@@ -247,7 +249,7 @@ def mamba2_mixer(cfg, W, p, u, scan):
     z, x, b, c, dt = torch.split(proj, sizes, dim=-1)
     xbc = silu(causal_conv1d(torch.cat([x, b, c], dim=-1), W[p + "conv1d.weight"], W[p + "conv1d.bias"]))
     x, b, c = torch.split(xbc, [inner, G * N, G * N], dim=-1)
-    if p + "dt_bias" in W:
+    if cfg["use_dt_bias"]:
         dt = dt + W[p + "dt_bias"]
     dt = F.softplus(dt)
     A = -torch.exp(W[p + "A_log"])
@@ -306,10 +308,11 @@ def next_token_logprobs(logits, ids):
     return logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
 
 
-def loss_and_grads(cfg, params, ids, scan=ssd_scan_recurrent):
-    """(logits, loss, {name: dloss/dparam}) with loss = mean next-token cross-entropy."""
+def loss_and_grads(cfg, params, ids, scan=ssd_scan_recurrent, dtype=F64):
+    """(logits, loss, {name: dloss/dparam}) with loss = mean next-token cross-entropy.
+    dtype float32 gives a plain single-precision run, to gauge how well a tensor is conditioned."""
     ids = torch.as_tensor(ids, dtype=torch.long)
-    W = {k: v.detach().to(F64).clone().requires_grad_(True) for k, v in params.items()}
+    W = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in params.items()}
     logits = forward(cfg, W, ids, scan=scan)
     loss = -next_token_logprobs(logits, ids).mean()
     loss.backward()

@@ -1,21 +1,29 @@
 // Causal flash attention on CPU (layout and alignment in attention.h).
 //
-// Forward, for each (batch row b, query head h, tile of kFwdQ queries), with m and l running per query row:
+// Forward, for each (batch row b, query head h, tile of kFwdQ queries), with m and l running per query:
 //   for each tile of keys that some query of the tile can see:
-//     S    = scale · Q Kᵀ                                   (gemm, kFwdQ × kFwdK, never T × T)
+//     S    = scale · Q Kᵀ                                   (a kFwdQ × kFwdK tile, never T × T)
 //     m'   = max(m, rowmax S);  α = exp(m − m')
 //     Pt   = exp(S − m') (0 where masked);  l = α·l + rowsum Pt
-//     acc  = α·acc + Pt V                                    (gemm)
+//     acc  = α·acc + Pt V
 //   out = acc / l,  lse = m + log l  (saved for the backward pass).
+// The tile is held transposed (Sᵀ = K Qᵀ, keys × queries): Qᵀ is packed once per task and reused for every
+// key tile, K is read in place, and the per-query max and sum become plain vector operations down the rows.
 //
 // Backward (FlashAttention-2 style), D_i = Σ_p dout_ip · out_ip, scores recomputed from q, k and lse:
-//   Pt = exp(scale · Q Kᵀ − lse),  dP = dO Vᵀ,  dS = Pt ⊙ (dP − D)
-//   dV += Ptᵀ dO,  dK += scale · dSᵀ Q,  dQ += scale · dS K.
-// The loop runs key tiles outside and query tiles inside, so dK and dV of a key tile stay in a small local
-// accumulator. One task owns a (batch row, kv head): it sums the dK/dV contributions of every query head of
-// its group itself, and it is the only writer of those heads' dQ columns — no races, no atomics. When there are
-// too few (batch, kv head) pairs to feed the threads, each pair's key tiles are dealt out to `split` tasks that
-// add their dQ into private partial buffers, summed afterwards.
+//   Pt = exp(scale · Q Kᵀ − lse),  dP = dO Vᵀ,  dS = scale · Pt ⊙ (dP − D)
+//   dV += Ptᵀ dO,  dK += dSᵀ Q,  dQ += dS K.
+// Key tiles run outside (Kᵀ and Vᵀ packed once each) and query tiles inside, so dK and dV of a key tile stay in
+// a small local accumulator. One task owns a (batch row, kv head): it sums the dK/dV contributions of every
+// query head of its group itself and is the only writer of those heads' dQ columns — no races, no atomics.
+// When there are too few (batch, kv head) pairs to feed the threads, each pair's key tiles are dealt out to
+// `split` tasks that add their dQ into private partial buffers, summed at the end.
+//
+// The tile products use a small register-blocked kernel instead of txs::cpu::gemm: at these sizes (K = 64..256)
+// a library sgemm spends much of its time packing and dispatching (oneDNN's sgemm measured ~105–165 GFLOP/s
+// per core here against ~165–185 for the kernel below; fp32 peak is 221). The kernel broadcasts elements of A,
+// so A is read in any layout (transposed tiles cost nothing); B is read as rows of whole vectors, so it is
+// packed or copied once per tile, which the reuse of each tile amortises.
 #include "ops/cpu/attention.h"
 
 #include <omp.h>
@@ -24,43 +32,140 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
 #include "core/buffer.h"
 #include "core/error.h"
-#include "ops/cpu/gemm.h"
 
 namespace txs::cpu {
 namespace {
 
-// Tile sizes (rows of queries × rows of keys). At head_dim 64–128 these give gemms big enough for the
-// fp32 kernels to run near their best while a score tile (128 KB at 128 × 256 fp32) stays in L2.
-constexpr int64_t kFwdQ = 128, kFwdK = 256;
-constexpr int64_t kBwdQ = 128, kBwdK = 128;
+// ---- Vector tile products ----
 
-void check_shape(const AttentionShape& s, const void* a, const void* b, const void* c, const void* d,
-                 const void* e) {
-  if (s.batch < 0 || s.q_len < 0 || s.kv_len < 0) fail("attention: negative size (batch {}, q_len {}, kv_len {})",
-                                                       s.batch, s.q_len, s.kv_len);
-  if (s.heads < 1 || s.kv_heads < 1 || s.head_dim < 1)
-    fail("attention: heads {}, kv_heads {}, head_dim {} must be positive", s.heads, s.kv_heads, s.head_dim);
-  if (s.heads % s.kv_heads != 0) fail("attention: kv_heads {} does not divide heads {}", s.kv_heads, s.heads);
-  if (s.kv_len < s.q_len) fail("attention: kv_len {} is shorter than q_len {}", s.kv_len, s.q_len);
-  if (s.q_stride < s.heads * s.head_dim || s.out_stride < s.heads * s.head_dim)
-    fail("attention: q_stride {} / out_stride {} smaller than heads·head_dim {}", s.q_stride, s.out_stride,
-         s.heads * s.head_dim);
-  if (s.kv_stride < s.kv_heads * s.head_dim)
-    fail("attention: kv_stride {} smaller than kv_heads·head_dim {}", s.kv_stride, s.kv_heads * s.head_dim);
-  const bool empty = s.batch == 0 || s.kv_len == 0;
-  if (!empty && (!a || !b || !c || !d || !e)) fail("attention: null tensor pointer");
+// One cache line of T (16 floats / 8 doubles) as a GCC/Clang vector: one zmm register with AVX-512, two ymm
+// with AVX2, plain scalars elsewhere.
+template <class T>
+struct Simd {
+  typedef T V __attribute__((vector_size(64)));
+  static constexpr int64_t L = 64 / sizeof(T);  // lanes
+  static constexpr int64_t W = 4 * L;           // widest column block of the kernel (a "panel")
+};
+
+template <class T>
+int64_t round_up(int64_t n) {
+  return (n + Simd<T>::L - 1) / Simd<T>::L * Simd<T>::L;
 }
+
+// C[0:MR, 0:NV·L] (+)= A·B over k < K. A(i, k) = A[i·ars + k·acs] is broadcast; row k of B is NV vectors at
+// B + k·ldb. MR·NV accumulators (24 at 6 × 4) stay in registers for the whole k loop.
+template <class T, int MR, int NV>
+inline void micro_tile(int64_t K, const T* A, int64_t ars, int64_t acs, const T* B, int64_t ldb, T* C, int64_t ldc,
+                       bool accumulate) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t L = Simd<T>::L;
+  V c[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      if (accumulate)
+        std::memcpy(&c[i][j], C + i * ldc + j * L, sizeof(V));
+      else
+        c[i][j] = V{};
+    }
+  for (int64_t k = 0; k < K; ++k) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) std::memcpy(&b[j], B + k * ldb + j * L, sizeof(V));
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const T a = A[i * ars + k * acs];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) c[i][j] += a * b[j];
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) std::memcpy(C + i * ldc + j * L, &c[i][j], sizeof(V));
+}
+
+// All M rows against one panel of NV vectors: blocks of 6 rows, then the 1..5 left over.
+template <class T, int NV>
+void panel_rows(int64_t M, int64_t K, const T* A, int64_t ars, int64_t acs, const T* B, int64_t ldb, T* C,
+                int64_t ldc, bool acc) {
+  constexpr int MR = 6;  // 6 × 4 accumulators + 4 B vectors + 1 broadcast fit the 32 AVX-512 registers
+  int64_t i = 0;
+  for (; i + MR <= M; i += MR) micro_tile<T, MR, NV>(K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, acc);
+  A += i * ars, C += i * ldc;
+  switch (M - i) {
+    case 1: micro_tile<T, 1, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
+    case 2: micro_tile<T, 2, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
+    case 3: micro_tile<T, 3, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
+    case 4: micro_tile<T, 4, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
+    case 5: micro_tile<T, 5, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
+    default: break;
+  }
+}
+
+// C[M, N] (+)= A·B, N a multiple of the vector width L; C has row stride ldc. A(i, k) = A[i·ars + k·acs].
+// B is read in panels of W columns: columns [n, n+W) of row k start at B + (n/W)·panel_stride + k·ldb —
+// for a row-major B, ldb is its row stride and panel_stride = W; for pack_transposed's output, ldb = W and
+// panel_stride = K·W.
+template <class T>
+void tile_product(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t acs, const T* B, int64_t ldb,
+                  int64_t panel_stride, T* C, int64_t ldc, bool accumulate) {
+  constexpr int64_t L = Simd<T>::L, W = Simd<T>::W;
+  for (int64_t n = 0; n < N; n += W) {
+    const T* Bp = B + (n / W) * panel_stride;
+    switch (std::min<int64_t>(4, (N - n) / L)) {
+      case 4: panel_rows<T, 4>(M, K, A, ars, acs, Bp, ldb, C + n, ldc, accumulate); break;
+      case 3: panel_rows<T, 3>(M, K, A, ars, acs, Bp, ldb, C + n, ldc, accumulate); break;
+      case 2: panel_rows<T, 2>(M, K, A, ars, acs, Bp, ldb, C + n, ldc, accumulate); break;
+      case 1: panel_rows<T, 1>(M, K, A, ars, acs, Bp, ldb, C + n, ldc, accumulate); break;
+      default: break;
+    }
+  }
+}
+
+// Rows [0, n) of X (P columns, row stride ld), transposed into panels of W: panel c is a [P, W] block with
+// element (p, w) = X[(c·W + w)·ld + p], zero past row n. The B operand of tile_product for X·ᵀ.
+template <class T>
+void pack_transposed(const T* X, int64_t ld, int64_t n, int64_t P, T* dst) {
+  constexpr int64_t W = Simd<T>::W;
+  for (int64_t c = 0; c * W < n; ++c) {
+    T* panel = dst + c * P * W;
+    const int64_t rows = std::min(W, n - c * W);
+    for (int64_t w = 0; w < rows; ++w) {
+      const T* x = X + (c * W + w) * ld;
+      for (int64_t p = 0; p < P; ++p) panel[p * W + w] = x[p];
+    }
+    for (int64_t p = 0; p < P; ++p) std::fill(panel + p * W + rows, panel + p * W + W, T(0));
+  }
+}
+
+// Rows [0, n) of X (P columns, row stride ld) copied contiguously with rows of round_up(P) columns, zero-
+// padded: the B operand of tile_product when X's rows are its reduction dimension. Copied even when X could be
+// read in place: rows one head apart in a [T, H·P] buffer sit a multiple of 4 KB apart and all fall into the
+// same few L1 sets, which made the kernel wait on L2 (measured).
+template <class T>
+void copy_rows(const T* X, int64_t ld, int64_t n, int64_t P, T* dst) {
+  const int64_t Pp = round_up<T>(P);
+  for (int64_t r = 0; r < n; ++r) {
+    std::copy(X + r * ld, X + r * ld + P, dst + r * Pp);
+    std::fill(dst + r * Pp + P, dst + r * Pp + Pp, T(0));
+  }
+}
+
+// ---- Softmax pieces ----
 
 // exp(x) on the fp32 path. glibc's expf does not vectorise without -ffast-math and would cost more than the
 // tile products, so: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to degree 7 (error ~5e-9, below
 // fp32 rounding), 2^n put straight into the exponent bits. Inputs here are ≤ ~0 (scores minus their max or
-// their lse); x is clamped to [−87, 88] so 2^n stays a normal float. Masked entries are zeroed by the callers,
-// not through this function.
+// their lse); x is clamped to [−87, 88] so 2^n stays a normal float (exp(−inf) gives ~1e-38, not 0: masked
+// entries are zeroed by the callers instead).
 inline float exp_fast(float x) {
   x = std::min(std::max(x, -87.0f), 88.0f);
   // Adding 1.5·2^23 rounds x·log2(e) to an integer that lands in the low mantissa bits.
@@ -68,7 +173,7 @@ inline float exp_fast(float x) {
   const float t = x * 1.44269504088896341f + shifter;
   const float n = t - shifter;
   const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(shifter);
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // ln2 split in two for an exact n·ln2_hi
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // ln2 split in two: n·ln2_hi is exact
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -82,74 +187,125 @@ inline float exp_fast(float x) {
 // The fp64 path exists for gradient checks: exactness matters there, not speed.
 inline double exp_fast(double x) { return std::exp(x); }
 
+// Tile sizes. Forward: the tile of keys is the row dimension of Sᵀ, the tile of queries its columns. Backward:
+// queries are the rows of S, keys its columns. 192 = 32 blocks of 6 rows = 3 panels of 64 fp32 columns, so
+// full tiles have no ragged edge in the kernel; score tiles (144 KB each in fp32) stay in L2. Measured a little
+// faster than 128 or 256 at T = 4096, P = 64.
+constexpr int64_t kFwdQ = 192, kFwdK = 192;
+constexpr int64_t kBwdQ = 192, kBwdK = 192;
+
+void check_shape(const AttentionShape& s, const void* a, const void* b, const void* c, const void* d,
+                 const void* e) {
+  if (s.batch < 0 || s.q_len < 0 || s.kv_len < 0)
+    fail("attention: negative size (batch {}, q_len {}, kv_len {})", s.batch, s.q_len, s.kv_len);
+  if (s.heads < 1 || s.kv_heads < 1 || s.head_dim < 1)
+    fail("attention: heads {}, kv_heads {}, head_dim {} must be positive", s.heads, s.kv_heads, s.head_dim);
+  if (s.heads % s.kv_heads != 0) fail("attention: kv_heads {} does not divide heads {}", s.kv_heads, s.heads);
+  if (s.kv_len < s.q_len) fail("attention: kv_len {} is shorter than q_len {}", s.kv_len, s.q_len);
+  if (s.q_stride < s.heads * s.head_dim || s.out_stride < s.heads * s.head_dim)
+    fail("attention: q_stride {} / out_stride {} smaller than heads·head_dim {}", s.q_stride, s.out_stride,
+         s.heads * s.head_dim);
+  if (s.kv_stride < s.kv_heads * s.head_dim)
+    fail("attention: kv_stride {} smaller than kv_heads·head_dim {}", s.kv_stride, s.kv_heads * s.head_dim);
+  const bool empty = s.batch == 0 || s.kv_len == 0;
+  if (!empty && (!a || !b || !c || !d || !e)) fail("attention: null tensor pointer");
+}
+
+// Below ~2 MFLOP of work a parallel region costs more than it saves (and on busy cores a descheduled
+// thread stalls the barrier for a whole time slice): run on the calling thread.
+bool worth_threads(const AttentionShape& s) {
+  const double pairs = double(s.q_len) * double(s.kv_len) - 0.5 * double(s.q_len) * double(s.q_len - 1);
+  return 4.0 * pairs * double(s.head_dim) * double(s.heads) * double(s.batch) > 2e6;
+}
+
 }  // namespace
 
 template <class T>
 void attention_forward(const AttentionShape& s, const T* q, const T* k, const T* v, T* out, T* lse) {
   check_shape(s, q, k, v, out, lse);
-  const int64_t B = s.batch, Tq = s.q_len, Tk = s.kv_len, H = s.heads, P = s.head_dim;
+  constexpr int64_t W = Simd<T>::W;
+  const int64_t B = s.batch, Tq = s.q_len, Tk = s.kv_len, H = s.heads, P = s.head_dim, Pp = round_up<T>(P);
   const int64_t group = H / s.kv_heads, offset = Tk - Tq;  // query t sees keys 0 .. t + offset
   const T scale = T(1) / std::sqrt(T(P));
   const int64_t n_qt = (Tq + kFwdQ - 1) / kFwdQ;
   const int64_t n_tasks = B * H * n_qt;
   if (n_tasks == 0) return;
+  static_assert(kFwdQ % W == 0 || W % kFwdQ == 0);
+  const int64_t ldS = std::max(kFwdQ, W);  // row stride of Sᵀ: whole panels of queries
 
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(s))
   {
     static thread_local Buffer<T> work;
-    work.resize(kFwdQ * kFwdK + kFwdQ * P + 2 * kFwdQ);
-    T* S = work.data();           // [kFwdQ, kFwdK] scores, then probabilities
-    T* acc = S + kFwdQ * kFwdK;   // [kFwdQ, P] unnormalised output
-    T* m = acc + kFwdQ * P;       // running row max
-    T* l = m + kFwdQ;             // running row sum of exp(S − m)
+    work.resize(ldS * P + kFwdK * ldS + kFwdK * Pp + kFwdQ * Pp + 4 * kFwdQ);
+    T* Qt = work.data();       // [P, queries] Q tile transposed into panels (B operand of Sᵀ = K Qᵀ)
+    T* St = Qt + ldS * P;      // [kFwdK, ldS] scores, keys × queries, then probabilities
+    T* Vr = St + kFwdK * ldS;  // [kFwdK, Pp] V tile, contiguous rows
+    T* acc = Vr + kFwdK * Pp;  // [kFwdQ, Pp] unnormalised output
+    T* m = acc + kFwdQ * Pp;   // running max of the scaled scores, per query
+    T* l = m + kFwdQ;          // running sum of exp(score − m)
+    T* tile_max = l + kFwdQ;
+    T* tile_sum = tile_max + kFwdQ;
 
     // Query tiles further down see more keys: hand those out first so the last tasks are short ones.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < n_tasks; ++task) {
       const int64_t qt = n_qt - 1 - task / (B * H), b = (task % (B * H)) / H, h = task % H;
-      const int64_t q0 = qt * kFwdQ, nq = std::min(kFwdQ, Tq - q0);
-      const int64_t key_end = q0 + nq + offset;  // keys [0, key_end) are visible to some row of the tile
-      const T* Q = q + (b * Tq + q0) * s.q_stride + h * P;
+      const int64_t q0 = qt * kFwdQ, nq = std::min(kFwdQ, Tq - q0), nq_pad = round_up<T>(nq);
+      const int64_t key_end = q0 + nq + offset;  // keys [0, key_end) are visible to some query of the tile
       const T* K = k + b * Tk * s.kv_stride + (h / group) * P;
       const T* V = v + b * Tk * s.kv_stride + (h / group) * P;
+      pack_transposed(q + (b * Tq + q0) * s.q_stride + h * P, s.q_stride, nq, P, Qt);
 
-      std::fill(acc, acc + nq * P, T(0));
+      std::fill(acc, acc + nq * Pp, T(0));
       std::fill(m, m + nq, -std::numeric_limits<T>::infinity());
       std::fill(l, l + nq, T(0));
       for (int64_t k0 = 0; k0 < key_end; k0 += kFwdK) {
         const int64_t nk = std::min(kFwdK, key_end - k0);
-        gemm<T>(false, true, nq, nk, P, scale, Q, s.q_stride, K + k0 * s.kv_stride, s.kv_stride, T(0), S, kFwdK);
-        for (int64_t r = 0; r < nq; ++r) {
-          T* Sr = S + r * kFwdK;
-          // Row r (query q0 + r) sees keys up to q0 + r + offset: the first `valid` columns of this tile.
-          const int64_t valid = std::clamp<int64_t>(q0 + r + offset + 1 - k0, 0, nk);
-          T mx = m[r];
-#pragma omp simd reduction(max : mx)
-          for (int64_t j = 0; j < valid; ++j) mx = Sr[j] > mx ? Sr[j] : mx;  // (std::max does not vectorise)
-          T sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = 0; j < valid; ++j) {
-            Sr[j] = exp_fast(Sr[j] - mx);
-            sum += Sr[j];
+        // Sᵀ[key, query] = k · q (scaled below): the rows of K are broadcast straight from memory.
+        tile_product<T>(nk, nq_pad, P, K + k0 * s.kv_stride, s.kv_stride, 1, Qt, W, P * W, St, ldS, false);
+
+        // Key k0 + r is visible to queries q0 + i with i ≥ first(r) = k0 + r − q0 − offset.
+        auto first = [&](int64_t r) { return std::clamp<int64_t>(k0 + r - q0 - offset, 0, nq); };
+        std::fill(tile_max, tile_max + nq, -std::numeric_limits<T>::infinity());
+        for (int64_t r = 0; r < nk; ++r) {
+          T* Sr = St + r * ldS;
+#pragma omp simd
+          for (int64_t i = first(r); i < nq; ++i) {
+            Sr[i] *= scale;
+            tile_max[i] = Sr[i] > tile_max[i] ? Sr[i] : tile_max[i];
           }
-          std::fill(Sr + valid, Sr + nk, T(0));
-          if (valid == 0) continue;
-          if (mx != m[r]) {  // the running max moved: rescale what was accumulated under the old one
-            const T alpha = std::exp(m[r] - mx);  // exp(−inf) = 0 on the first tile
-            T* Ar = acc + r * P;
-            for (int64_t p = 0; p < P; ++p) Ar[p] *= alpha;
-            l[r] *= alpha;
-            m[r] = mx;
-          }
-          l[r] += sum;
         }
-        gemm<T>(false, false, nq, P, nk, T(1), S, kFwdK, V + k0 * s.kv_stride, s.kv_stride, T(1), acc, P);
+        // New running max; what was accumulated under the old one is rescaled by α = exp(m − m').
+        // Every query sees key 0, so after the first tile m is finite; on it m = −inf gives α ≈ 0 times 0.
+        for (int64_t i = 0; i < nq; ++i) {
+          const T mx = std::max(m[i], tile_max[i]);
+          const T alpha = exp_fast(m[i] - mx);
+          m[i] = mx;
+          l[i] *= alpha;
+          if (alpha != T(1))
+            for (int64_t p = 0; p < P; ++p) acc[i * Pp + p] *= alpha;
+        }
+        std::fill(tile_sum, tile_sum + nq, T(0));
+        for (int64_t r = 0; r < nk; ++r) {
+          T* Sr = St + r * ldS;
+          const int64_t f = first(r);
+          std::fill(Sr, Sr + f, T(0));
+#pragma omp simd
+          for (int64_t i = f; i < nq; ++i) {
+            Sr[i] = exp_fast(Sr[i] - m[i]);
+            tile_sum[i] += Sr[i];
+          }
+        }
+        for (int64_t i = 0; i < nq; ++i) l[i] += tile_sum[i];
+        // acc[query, :] += Σ_key Pt[query, key] V[key, :], reading Pt from the transposed tile.
+        copy_rows(V + k0 * s.kv_stride, s.kv_stride, nk, P, Vr);
+        tile_product<T>(nq, Pp, nk, St, 1, ldS, Vr, Pp, W, acc, Pp, true);
       }
-      for (int64_t r = 0; r < nq; ++r) {
-        T* O = out + (b * Tq + q0 + r) * s.out_stride + h * P;
-        const T inv = T(1) / l[r];
-        for (int64_t p = 0; p < P; ++p) O[p] = acc[r * P + p] * inv;
-        lse[(b * H + h) * Tq + q0 + r] = m[r] + std::log(l[r]);
+      for (int64_t i = 0; i < nq; ++i) {
+        T* O = out + (b * Tq + q0 + i) * s.out_stride + h * P;
+        const T inv = T(1) / l[i];
+        for (int64_t p = 0; p < P; ++p) O[p] = acc[i * Pp + p] * inv;
+        lse[(b * H + h) * Tq + q0 + i] = m[i] + std::log(l[i]);
       }
     }
   }
@@ -160,16 +316,20 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
                         const T* dout, T* dq, T* dk, T* dv) {
   check_shape(s, q, k, v, out, lse);
   check_shape(s, dout, dq, dk, dv, dv);
+  constexpr int64_t W = Simd<T>::W;
   const int64_t B = s.batch, Tq = s.q_len, Tk = s.kv_len, H = s.heads, Hkv = s.kv_heads, P = s.head_dim;
-  const int64_t group = H / Hkv, GP = group * P, offset = Tk - Tq;
+  const int64_t Pp = round_up<T>(P), group = H / Hkv, GP = group * P, offset = Tk - Tq;
   const T scale = T(1) / std::sqrt(T(P));
   if (B == 0 || Tk == 0) return;
+  static_assert(kBwdK % W == 0 || W % kBwdK == 0);
+  const int64_t ldS = std::max(kBwdK, W);  // row stride of the score tiles: whole panels of keys
+  const bool parallel = worth_threads(s);
 
   // D [B, H, Tq] = rowsum(dout ⊙ out): the softmax Jacobian term shared by every key of a query.
   static thread_local Buffer<T> D_buf, dq_part;
   D_buf.resize(B * H * Tq);
   T* D = D_buf.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t bt = 0; bt < B * Tq; ++bt) {
     const int64_t b = bt / Tq, t = bt % Tq;
     for (int64_t h = 0; h < H; ++h) {
@@ -185,7 +345,7 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
   // Tasks: (batch row, kv head) units, each cut into `split` interleaved sets of key tiles when there are
   // too few units to keep every thread busy (e.g. batch 1 with a single kv head).
   const int64_t n_kt = (Tk + kBwdK - 1) / kBwdK;
-  const int64_t units = B * Hkv, threads = omp_get_max_threads();
+  const int64_t units = B * Hkv, threads = parallel ? omp_get_max_threads() : 1;
   int64_t split = 1;
   if (units % threads != 0 && units < 4 * threads) split = threads / std::gcd(units, threads);
   split = std::max<int64_t>(1, std::min(split, n_kt));
@@ -193,14 +353,20 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
   if (split > 1) dq_part.resize(n_tasks * Tq * GP);
   T* part = dq_part.data();
 
-#pragma omp parallel
+#pragma omp parallel if (parallel)
   {
     static thread_local Buffer<T> work;
-    work.resize(2 * kBwdQ * kBwdK + 2 * kBwdK * P);
-    T* S = work.data();            // [kBwdQ, kBwdK] scores, then probabilities Pt
-    T* dP = S + kBwdQ * kBwdK;     // [kBwdQ, kBwdK] dO Vᵀ, then dS
-    T* dK = dP + kBwdQ * kBwdK;    // [kBwdK, P] accumulated over the group's heads and all queries
-    T* dV = dK + kBwdK * P;
+    work.resize(2 * ldS * P + 2 * kBwdQ * ldS + 2 * kBwdK * Pp + kBwdK * Pp + 3 * kBwdQ * Pp);
+    T* Kt = work.data();          // [P, keys] K tile transposed into panels (B operand of S = Q Kᵀ)
+    T* Vt = Kt + ldS * P;         // same for V (dP = dO Vᵀ)
+    T* S = Vt + ldS * P;          // [kBwdQ, ldS] scores, queries × keys, then probabilities Pt
+    T* dP = S + kBwdQ * ldS;      // [kBwdQ, ldS] dO Vᵀ, then dS
+    T* dK = dP + kBwdQ * ldS;     // [kBwdK, Pp] accumulated over the group's heads and all queries
+    T* dV = dK + kBwdK * Pp;
+    T* Kr = dV + kBwdK * Pp;      // contiguous copies of the K, Q and dO rows (B operands)
+    T* Qr = Kr + kBwdK * Pp;
+    T* dOr = Qr + kBwdQ * Pp;
+    T* dQt = dOr + kBwdQ * Pp;    // [kBwdQ, Pp] this key tile's dQ, when it cannot go to dq in place
 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < n_tasks; ++task) {
@@ -211,10 +377,13 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
       for (int64_t t = 0; t < Tq; ++t) std::fill(dQ + t * ldq, dQ + t * ldq + GP, T(0));
 
       for (int64_t kt = c; kt < n_kt; kt += split) {
-        const int64_t k0 = kt * kBwdK, nk = std::min(kBwdK, Tk - k0);
+        const int64_t k0 = kt * kBwdK, nk = std::min(kBwdK, Tk - k0), nk_pad = round_up<T>(nk);
         const T* K = k + (b * Tk + k0) * s.kv_stride + hk * P;
         const T* V = v + (b * Tk + k0) * s.kv_stride + hk * P;
-        std::fill(dK, dK + 2 * kBwdK * P, T(0));  // dK and dV
+        pack_transposed(K, s.kv_stride, nk, P, Kt);
+        pack_transposed(V, s.kv_stride, nk, P, Vt);
+        copy_rows(K, s.kv_stride, nk, P, Kr);
+        std::fill(dK, dK + 2 * kBwdK * Pp, T(0));  // dK and dV
         // Queries before k0 − offset cannot see this tile; starting the query tiles exactly there leaves
         // no fully masked row in any of them.
         const int64_t q_first = std::max<int64_t>(0, k0 - offset);
@@ -225,35 +394,39 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
             const T* dO = dout + (b * Tq + q0) * s.out_stride + h * P;
             const T* L = lse + (b * H + h) * Tq + q0;
             const T* Dr = D + (b * H + h) * Tq + q0;
-            gemm<T>(false, true, nq, nk, P, scale, Q, s.q_stride, K, s.kv_stride, T(0), S, kBwdK);
-            gemm<T>(false, true, nq, nk, P, T(1), dO, s.out_stride, V, s.kv_stride, T(0), dP, kBwdK);
+            tile_product<T>(nq, nk_pad, P, Q, s.q_stride, 1, Kt, W, P * W, S, ldS, false);
+            tile_product<T>(nq, nk_pad, P, dO, s.out_stride, 1, Vt, W, P * W, dP, ldS, false);
             for (int64_t r = 0; r < nq; ++r) {
-              T* Sr = S + r * kBwdK;
-              T* dPr = dP + r * kBwdK;
+              T* Sr = S + r * ldS;
+              T* dPr = dP + r * ldS;
               const int64_t valid = std::min(nk, q0 + r + offset + 1 - k0);  // ≥ 1 given q_first
               const T Lr = L[r], Dv = Dr[r];
 #pragma omp simd
               for (int64_t j = 0; j < valid; ++j) {
-                const T p = exp_fast(Sr[j] - Lr);
+                const T p = exp_fast(scale * Sr[j] - Lr);
                 Sr[j] = p;
-                dPr[j] = p * (dPr[j] - Dv);
+                dPr[j] = scale * p * (dPr[j] - Dv);
               }
               std::fill(Sr + valid, Sr + nk, T(0));
               std::fill(dPr + valid, dPr + nk, T(0));
             }
-            gemm<T>(true, false, nk, P, nq, T(1), S, kBwdK, dO, s.out_stride, T(1), dV, P);
-            gemm<T>(true, false, nk, P, nq, T(1), dP, kBwdK, Q, s.q_stride, T(1), dK, P);
-            gemm<T>(false, false, nq, P, nk, scale, dP, kBwdK, K, s.kv_stride, T(1),
-                    dQ + q0 * ldq + (h - hk * group) * P, ldq);
+            copy_rows(dO, s.out_stride, nq, P, dOr);
+            copy_rows(Q, s.q_stride, nq, P, Qr);
+            tile_product<T>(nk, Pp, nq, S, 1, ldS, dOr, Pp, W, dV, Pp, true);  // dV += Ptᵀ dO
+            tile_product<T>(nk, Pp, nq, dP, 1, ldS, Qr, Pp, W, dK, Pp, true);  // dK += dSᵀ Q
+            T* dQi = dQ + q0 * ldq + (h - hk * group) * P;
+            if (P % Simd<T>::L == 0) {
+              tile_product<T>(nq, P, nk, dP, ldS, 1, Kr, Pp, W, dQi, ldq, true);  // dQ += dS K
+            } else {  // whole vectors would spill into the next head's columns: go through dQt
+              tile_product<T>(nq, Pp, nk, dP, ldS, 1, Kr, Pp, W, dQt, Pp, false);
+              for (int64_t r = 0; r < nq; ++r)
+                for (int64_t p = 0; p < P; ++p) dQi[r * ldq + p] += dQt[r * Pp + p];
+            }
           }
         }
         for (int64_t r = 0; r < nk; ++r) {
-          T* dKr = dk + (b * Tk + k0 + r) * s.kv_stride + hk * P;
-          T* dVr = dv + (b * Tk + k0 + r) * s.kv_stride + hk * P;
-          for (int64_t p = 0; p < P; ++p) {
-            dKr[p] = scale * dK[r * P + p];
-            dVr[p] = dV[r * P + p];
-          }
+          std::copy(dK + r * Pp, dK + r * Pp + P, dk + (b * Tk + k0 + r) * s.kv_stride + hk * P);
+          std::copy(dV + r * Pp, dV + r * Pp + P, dv + (b * Tk + k0 + r) * s.kv_stride + hk * P);
         }
       }
     }

@@ -144,6 +144,15 @@ void scale_rows(int64_t L, int64_t n, const T* scale, const T* src, int64_t lds,
     for (int64_t k = 0; k < n; ++k) dst[i * ldd + k] = scale[i] * src[i * lds + k];
 }
 
+// dst = scale·src (assign) or dst += scale·src, n entries.
+template <class T>
+void add_row(int64_t n, T scale, const T* src, T* dst, bool assign) {
+  if (assign)
+    for (int64_t k = 0; k < n; ++k) dst[k] = scale * src[k];
+  else
+    for (int64_t k = 0; k < n; ++k) dst[k] += scale * src[k];
+}
+
 // gram[i,j] = ⟨C_i, B_j⟩ on the causal row blocks (row block I: columns before the end of block I).
 template <class T>
 void causal_gram(int64_t L, int64_t N, const T* Cc, const T* Bc, int64_t ld, T* gram) {
@@ -307,14 +316,11 @@ void chunk_backward(const Geo& g, int64_t b, int64_t grp, int64_t c, const T* x,
   T *W = sc.ln1.data(), *Bw = sc.ln2.data(), *dYe = sc.lp.data();
   double *l = sc.l.data(), *dl = sc.dl.data(), *ddtv = sc.ddt.data();
 
-  for (int64_t i = 0; i < L; ++i) {
-    std::fill_n(dBc + i * g.bs, N, T(0));
-    std::fill_n(dCc + i * g.bs, N, T(0));
-    std::fill_n(dgram + i * L, std::min(L, (i / kTri + 1) * kTri), T(0));
-  }
   causal_gram(L, N, Cc, Bc, g.bs, gram);
 
   for (int64_t h = grp * g.hpg; h < (grp + 1) * g.hpg; ++h) {
+    // the group's first head writes dB, dC and dgram, the others add to them (saves zeroing passes)
+    const bool first = h == grp * g.hpg;
     const int64_t id = g.idx(b, h, c);
     const T* Xc = x + r0 * g.xs + h * P;
     const T* dYc = dy + r0 * g.ys + h * P;
@@ -335,7 +341,7 @@ void chunk_backward(const Geo& g, int64_t b, int64_t grp, int64_t c, const T* x,
     gemm<T>(false, false, L, N, P, T(1), dYe, P, S, N, T(0), W, N);
     for (int64_t i = 0; i < L; ++i) {
       dl[i] += dot(Cc + i * g.bs, W + i * N, N);
-      for (int64_t n = 0; n < N; ++n) dCc[i * g.bs + n] += W[i * N + n];
+      add_row(N, T(1), W + i * N, dCc + i * g.bs, first);
     }
 
     // state S_c = α·S + Xᵀ·diag(w)·B:  dα = ⟨G, S⟩,  dX = diag(w)·B·Gᵀ,  with W = X·G:  dB += diag(w)·W,
@@ -346,7 +352,7 @@ void chunk_backward(const Geo& g, int64_t b, int64_t grp, int64_t c, const T* x,
     gemm<T>(false, false, L, N, P, T(1), Xc, g.xs, Gs, N, T(0), W, N);
     for (int64_t j = 0; j < L; ++j) {
       const double dw = dot(Bc + j * g.bs, W + j * N, N);
-      for (int64_t n = 0; n < N; ++n) dBc[j * g.bs + n] += w[j] * W[j * N + n];
+      add_row(N, w[j], W + j * N, dBc + j * g.bs, first);
       ddtv[j] += dw * double(eta[j]);
       dl[L - 1] += dw * double(w[j]);
       dl[j] -= dw * double(w[j]);
@@ -365,6 +371,7 @@ void chunk_backward(const Geo& g, int64_t b, int64_t grp, int64_t c, const T* x,
       T* mrow = m + i * L;
       const T *dmrow = dm + i * L, *grow = gram + i * L;
       T* dgrow = dgram + i * L;
+      if (first) std::fill_n(dgrow, std::min(L, (i / kTri + 1) * kTri), T(0));
       T rowk = 0;
 #pragma omp simd reduction(+ : rowk)
       for (int64_t j = 0; j <= i; ++j) {
