@@ -34,11 +34,11 @@ struct Shape {
 // d = 512, I = 1536, 4096 rows (batch × seq): forward y = x·Wᵀ (N,T), input gradient dx = dy·W (N,N),
 // weight gradient dW = dyᵀ·x (T,N); plus one LM-head block of 256 rows over the padded vocabulary.
 const Shape kShapes[] = {
-    {"fwd  d->d", false, true, 4096, 512, 512},      {"fwd  d->I", false, true, 4096, 1536, 512},
-    {"fwd  I->d", false, true, 4096, 512, 1536},     {"dx   d->d", false, false, 4096, 512, 512},
-    {"dx   d->I", false, false, 4096, 512, 1536},    {"dx   I->d", false, false, 4096, 1536, 512},
-    {"dW   d->d", true, false, 512, 512, 4096},      {"dW   d->I", true, false, 1536, 512, 4096},
-    {"dW   I->d", true, false, 512, 1536, 4096},     {"head fwd", false, true, 256, 50304, 512},
+    {"fwd  d->d", false, true, 4096, 512, 512},   {"fwd  d->I", false, true, 4096, 1536, 512},
+    {"fwd  I->d", false, true, 4096, 512, 1536},  {"dx   d->d", false, false, 4096, 512, 512},
+    {"dx   d->I", false, false, 4096, 512, 1536}, {"dx   I->d", false, false, 4096, 1536, 512},
+    {"dW   d->d", true, false, 512, 512, 4096},   {"dW   d->I", true, false, 1536, 512, 4096},
+    {"dW   I->d", true, false, 512, 1536, 4096},  {"head fwd", false, true, 256, 50304, 512},
     {"head dW", true, false, 50304, 512, 256},
 };
 
@@ -85,11 +85,10 @@ int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 0.5;
   const double peak = argc > 2 ? std::atof(argv[2]) : 442.0;
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
-  std::printf("threads: OpenMP %d, OpenBLAS %d (%s); OPENBLAS_CORETYPE=%s; peak %.0f GFLOP/s\n",
-              omp_get_max_threads(), openblas_get_num_threads(), openblas_get_corename(),
-              coretype ? coretype : "(unset)", peak);
-  std::printf("%-10s %2s %6s %6s %6s | %-18s %-18s %-18s | GFLOP/s best (median), %% of peak\n", "pass", "op",
-              "M", "N", "K", "dnnl_sgemm", "cblas_sgemm", "dnnl matmul");
+  std::printf("threads: OpenMP %d, OpenBLAS %d (%s); OPENBLAS_CORETYPE=%s; peak %.0f GFLOP/s\n", omp_get_max_threads(),
+              openblas_get_num_threads(), openblas_get_corename(), coretype ? coretype : "(unset)", peak);
+  std::printf("%-10s %2s %6s %6s %6s | %-18s %-18s %-18s | GFLOP/s best (median), %% of peak\n", "pass", "op", "M", "N",
+              "K", "dnnl_sgemm", "cblas_sgemm", "dnnl matmul");
   txs::Rng rng(1);
   double total[3] = {0, 0, 0};
   for (const Shape& s : kShapes) {
@@ -122,7 +121,8 @@ int main(int argc, char** argv) {
   }
   double flops = 0;
   for (const Shape& s : kShapes) flops += 2.0 * double(s.M) * double(s.N) * double(s.K);
-  std::printf("all shapes (total flop / total best time): dnnl_sgemm %.0f, cblas_sgemm %.0f, dnnl matmul %.0f GFLOP/s\n",
-              flops / total[0] * 1e-9, flops / total[1] * 1e-9, flops / total[2] * 1e-9);
+  std::printf(
+      "all shapes (total flop / total best time): dnnl_sgemm %.0f, cblas_sgemm %.0f, dnnl matmul %.0f GFLOP/s\n",
+      flops / total[0] * 1e-9, flops / total[1] * 1e-9, flops / total[2] * 1e-9);
   return 0;
 }

@@ -49,7 +49,7 @@ static Measurement measure(const std::string& tokenizer_path, const std::string&
 }
 
 // The bench is built without the tests' path definitions: find the tree from this file's path.
-static const std::string kSourceDir = fs::path(__FILE__).parent_path().parent_path().string();
+static const std::string kSourceDir = fs::absolute(fs::path(__FILE__)).parent_path().parent_path().string();
 
 int main(int argc, char** argv) {
   std::string shared = std::getenv("TRANSXSSM_SHARED_DIR") ? std::getenv("TRANSXSSM_SHARED_DIR")

@@ -41,7 +41,7 @@ Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int step
   model.init(1);
   AdamW opt(model.backend(), model.params(), AdamWConfig{});
   Rng rng(1);
-  std::vector<int32_t> ids(size_t(seq)), targets(size_t(seq));
+  std::vector<int32_t> ids(static_cast<size_t>(seq)), targets(static_cast<size_t>(seq));
   for (auto& x : ids) x = int32_t(rng.below(uint64_t(s.vocab)));
   for (auto& x : targets) x = int32_t(rng.below(uint64_t(s.vocab)));
   auto step = [&] {

@@ -30,12 +30,15 @@ void compare_with_torch(uint64_t seed, int64_t first_step, int steps, bool decay
   auto wf = cast<float>(w), mf = cast<float>(m), vf = cast<float>(v), gf = cast<float>(grads);
   w = to_double(wf.data(), n), m = to_double(mf.data(), n), v = to_double(vf.data(), n);
   grads = to_double(gf.data(), gf.size());
-  auto ref = torch_oracle("adamw",
-                          {{"w", tensor({n}, w)}, {"m", tensor({n}, m)}, {"v", tensor({n}, v)},
-                           {"grads", tensor({steps, n}, grads)}},
-                          {{"lr", double(p.lr)}, {"beta1", double(p.beta1)}, {"beta2", double(p.beta2)},
-                           {"eps", double(p.eps)}, {"weight_decay", decay ? double(p.weight_decay) : 0.0},
-                           {"step", first_step}});
+  auto ref = torch_oracle(
+      "adamw",
+      {{"w", tensor({n}, w)}, {"m", tensor({n}, m)}, {"v", tensor({n}, v)}, {"grads", tensor({steps, n}, grads)}},
+      {{"lr", double(p.lr)},
+       {"beta1", double(p.beta1)},
+       {"beta2", double(p.beta2)},
+       {"eps", double(p.eps)},
+       {"weight_decay", decay ? double(p.weight_decay) : 0.0},
+       {"step", first_step}});
   ASSERT_EQ(ref.size(), 3u);
   for (int s = 0; s < steps; ++s) {
     p.step = first_step + s;

@@ -78,8 +78,8 @@ TEST(Conv1d, FloatMatchesDoubleAndAccumulates) {
   auto xf = cast<float>(c.x), wf = cast<float>(c.w), bf = cast<float>(c.bias), dyf = cast<float>(c.dy);
   std::vector<float> yf, dxf(c.x.size()), dwf(c.w.size(), 2.f), dbf(c.C, 2.f);
   c.forward(xf, wf, bf, yf);
-  cpu::conv1d_silu_backward(dyf.data(), c.ys, xf.data(), c.xs, wf.data(), bf.data(), dxf.data(), dwf.data(),
-                            dbf.data(), c.batch, c.seq, c.C, c.W);
+  cpu::conv1d_silu_backward(dyf.data(), c.ys, xf.data(), c.xs, wf.data(), bf.data(), dxf.data(), dwf.data(), dbf.data(),
+                            c.batch, c.seq, c.C, c.W);
   for (auto& v : dwf) v -= 2.f;
   for (auto& v : dbf) v -= 2.f;
   EXPECT_LT(rel_error(c.pack(to_double(yf.data(), yf.size()), c.ys), c.pack(y, c.ys)), 1e-6);

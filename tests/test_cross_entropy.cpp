@@ -43,9 +43,8 @@ TEST(CrossEntropy, GradientCheck) {
   std::vector<double> h = c.h, W = c.W;
   auto loss = [&] {
     std::vector<double> tl(c.rows);
-    return scale * cpu::lm_head_cross_entropy(h.data(), W.data(), c.targets.data(), c.rows, c.dim, c.vocab,
-                                              tl.data(), static_cast<double*>(nullptr),
-                                              static_cast<double*>(nullptr), 1.0, 2)
+    return scale * cpu::lm_head_cross_entropy(h.data(), W.data(), c.targets.data(), c.rows, c.dim, c.vocab, tl.data(),
+                                              static_cast<double*>(nullptr), static_cast<double*>(nullptr), 1.0, 2)
                        .loss_sum;
   };
   EXPECT_LT(rel_error(dh, numeric_grad(loss, h)), 1e-8);
@@ -63,7 +62,8 @@ TEST(CrossEntropy, MatchesTorch) {
   const double scale = 1.0 / 11.0;
   std::vector<double> targets_d(c.targets.begin(), c.targets.end());
   auto ref = torch_oracle("cross_entropy",
-                          {{"h", tensor({c.rows, c.dim}, c.h)}, {"W", tensor({c.vocab, c.dim}, c.W)},
+                          {{"h", tensor({c.rows, c.dim}, c.h)},
+                           {"W", tensor({c.vocab, c.dim}, c.W)},
                            {"targets", tensor({c.rows}, targets_d)}},
                           {{"grad_scale", scale}});
   ASSERT_EQ(ref.size(), 4u);

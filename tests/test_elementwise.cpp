@@ -11,7 +11,8 @@ using namespace txs::test;
 TEST(SiluMul, GradientCheckWithStrides) {
   const int64_t rows = 4, n = 6, gs = 9, us = 7, os = 8;  // gate and up may be slices of one wider row
   Rng rng(1);
-  auto gate = random_vector(rng, rows * gs, 2.0), up = random_vector(rng, rows * us), dout = random_vector(rng, rows * os);
+  auto gate = random_vector(rng, rows * gs, 2.0), up = random_vector(rng, rows * us),
+       dout = random_vector(rng, rows * os);
   std::vector<double> out(rows * os, 0.0);
   auto loss = [&] {
     cpu::silu_mul_forward(gate.data(), gs, up.data(), us, out.data(), os, rows, n);
@@ -62,7 +63,7 @@ TEST(Softplus, GradientCheckIncludingLargeInputs) {
   const int64_t rows = 6, H = 4, rs = 7;
   Rng rng(3);
   auto raw = random_vector(rng, rows * rs, 3.0), bias = random_vector(rng, H), ddt = random_vector(rng, rows * H);
-  raw[0] = 40.0;   // softplus(v) ≈ v: must not overflow
+  raw[0] = 40.0;    // softplus(v) ≈ v: must not overflow
   raw[rs] = -40.0;  // ≈ exp(v): must keep the tiny value, not 0 from log(1 + tiny)
   std::vector<double> dt(rows * H);
   auto loss = [&] {
@@ -126,13 +127,19 @@ TEST(Elementwise, MatchesTorchAndFloat) {
   std::vector<double> idsd(rows);
   for (int64_t r = 0; r < rows; ++r) idsd[r] = ids[r] = int32_t(rng.below(vocab));
   auto table = random_vector(rng, vocab * n), edout = random_vector(rng, rows * n);
-  auto ref = torch_oracle(
-      "elementwise",
-      {{"gate", tensor({rows, n}, gate)}, {"up", tensor({rows, n}, up)}, {"dout", tensor({rows, n}, dout)},
-       {"skip", tensor({rows, n}, skip)}, {"res_w", tensor({n}, w)}, {"branch", tensor({rows, n}, branch)},
-       {"res_dout", tensor({rows, n}, rdout)}, {"raw", tensor({rows, H}, raw)}, {"dt_bias", tensor({H}, bias)},
-       {"ddt", tensor({rows, H}, ddt)}, {"ids", tensor({rows}, idsd)}, {"table", tensor({vocab, n}, table)},
-       {"emb_dout", tensor({rows, n}, edout)}});
+  auto ref = torch_oracle("elementwise", {{"gate", tensor({rows, n}, gate)},
+                                          {"up", tensor({rows, n}, up)},
+                                          {"dout", tensor({rows, n}, dout)},
+                                          {"skip", tensor({rows, n}, skip)},
+                                          {"res_w", tensor({n}, w)},
+                                          {"branch", tensor({rows, n}, branch)},
+                                          {"res_dout", tensor({rows, n}, rdout)},
+                                          {"raw", tensor({rows, H}, raw)},
+                                          {"dt_bias", tensor({H}, bias)},
+                                          {"ddt", tensor({rows, H}, ddt)},
+                                          {"ids", tensor({rows}, idsd)},
+                                          {"table", tensor({vocab, n}, table)},
+                                          {"emb_dout", tensor({rows, n}, edout)}});
   ASSERT_EQ(ref.size(), 11u);
 
   // Runs every kernel in precision T; returns the outputs by the oracle's names.

@@ -19,7 +19,8 @@ std::vector<double> naive_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       double s = 0;
-      for (int64_t k = 0; k < K; ++k) s += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+      for (int64_t k = 0; k < K; ++k)
+        s += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
       C[i * ldc + j] = alpha * s + beta * C[i * ldc + j];
     }
   return C;
@@ -151,8 +152,8 @@ TEST(Linear, MatchesTorchAndFloat) {
   Rng rng(5);
   const int64_t rows = 9, in = 12, out = 10;
   auto x = random_vector(rng, rows * in), W = random_vector(rng, out * in), dy = random_vector(rng, rows * out);
-  auto ref = torch_oracle("gemm", {{"x", tensor({rows, in}, x)}, {"W", tensor({out, in}, W)},
-                                   {"dy", tensor({rows, out}, dy)}});
+  auto ref = torch_oracle("gemm",
+                          {{"x", tensor({rows, in}, x)}, {"W", tensor({out, in}, W)}, {"dy", tensor({rows, out}, dy)}});
   ASSERT_EQ(ref.size(), 3u);
   std::vector<double> y(rows * out), dx(rows * in), dW(out * in, 0.0);
   cpu::linear_forward(x.data(), W.data(), y.data(), rows, in, out);

@@ -42,10 +42,10 @@ TEST(RmsNorm, GradientCheck) {
 
 TEST(RmsNorm, MatchesTorch) {
   Case c(2, 5, 24);
-  auto ref = torch_oracle("rmsnorm",
-                          {{"x", tensor({c.rows, c.dim}, c.x)}, {"gain", tensor({c.dim}, c.gain)},
-                           {"dy", tensor({c.rows, c.dim}, c.dy)}},
-                          {{"eps", c.eps}});
+  auto ref = torch_oracle(
+      "rmsnorm",
+      {{"x", tensor({c.rows, c.dim}, c.x)}, {"gain", tensor({c.dim}, c.gain)}, {"dy", tensor({c.rows, c.dim}, c.dy)}},
+      {{"eps", c.eps}});
   ASSERT_EQ(ref.size(), 3u);
   std::vector<double> y(c.rows * c.dim), rstd(c.rows), dx(c.rows * c.dim), dgain(c.dim, 0.0);
   cpu::rmsnorm_forward(c.x.data(), c.gain.data(), y.data(), rstd.data(), c.rows, c.dim, c.eps);
@@ -84,7 +84,7 @@ TEST(RmsNorm, BadInputThrows) {
   std::vector<float> x(8), g(8), y(8);
   EXPECT_THROW(cpu::rmsnorm_forward(x.data(), g.data(), y.data(), static_cast<float*>(nullptr), 1, 0, 1e-6), Error);
   EXPECT_THROW(cpu::rmsnorm_forward(x.data(), g.data(), y.data(), static_cast<float*>(nullptr), 1, 8, -1.0), Error);
-  EXPECT_THROW(cpu::rmsnorm_backward(x.data(), x.data(), g.data(), static_cast<const float*>(nullptr), y.data(),
-                                     g.data(), 1, 8),
-               Error);
+  EXPECT_THROW(
+      cpu::rmsnorm_backward(x.data(), x.data(), g.data(), static_cast<const float*>(nullptr), y.data(), g.data(), 1, 8),
+      Error);
 }

@@ -40,7 +40,8 @@ TEST(Rope, RelativePositionProperty) {
   auto u = random_vector(rng, 16), v = random_vector(rng, 16);
   for (int32_t delta : {0, 1, 5, 37}) {
     const double ref = dot(rot(u, 0, table), rot(v, delta, table));
-    for (int32_t m : {1, 17, 99, 150}) EXPECT_NEAR(dot(rot(u, m, table), rot(v, m + delta, table)), ref, 2e-6) << m << " " << delta;
+    for (int32_t m : {1, 17, 99, 150})
+      EXPECT_NEAR(dot(rot(u, m, table), rot(v, m + delta, table)), ref, 2e-6) << m << " " << delta;
   }
   // It does depend on the offset (the test would be empty otherwise).
   EXPECT_GT(std::abs(dot(rot(u, 0, table), rot(v, 1, table)) - dot(rot(u, 0, table), rot(v, 0, table))), 1e-3);
@@ -75,7 +76,8 @@ TEST(Rope, MatchesTorchWithStrides) {
   auto x = random_vector(rng, rows * stride);
   std::vector<int32_t> pos = {0, 1, 2, 999, 500, 31, 7};
   std::vector<double> packed, posd(pos.begin(), pos.end());
-  for (int64_t r = 0; r < rows; ++r) packed.insert(packed.end(), x.begin() + r * stride, x.begin() + r * stride + heads * D);
+  for (int64_t r = 0; r < rows; ++r)
+    packed.insert(packed.end(), x.begin() + r * stride, x.begin() + r * stride + heads * D);
   auto ref = torch_oracle("rope", {{"x", tensor({rows, heads, D}, packed)}, {"pos", tensor({rows}, posd)}},
                           {{"theta", 10000.0}});
   ASSERT_EQ(ref.size(), 2u);

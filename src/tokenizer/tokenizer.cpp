@@ -192,33 +192,88 @@ struct Tokenizer::Impl {
 // Encoding
 
 // Per-thread cache of BPE results by pre-token: text repeats its words, so most pre-tokens are seen
-// before. Tied to one tokenizer at a time through its serial number.
+// before. A flat open-addressing table whose keys and ids live in two arenas (no allocation per
+// entry). Tied to one tokenizer at a time through its serial number; emptied when full.
 namespace {
+constexpr size_t kCacheMaxWord = 64;         // longer pre-tokens are rare; they skip the cache
+constexpr size_t kCacheMinSlots = size_t(1) << 12, kCacheMaxSlots = size_t(1) << 19;  // at most half used
+
+uint64_t word_hash(std::string_view s) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ s.size();
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+  }
+  uint64_t w = 0;
+  std::memcpy(&w, s.data() + i, s.size() - i);
+  h = (h ^ w) * 0x94D049BB133111EBull;
+  return h ^ (h >> 29);
+}
+
 struct BpeCache {
+  struct Slot {
+    uint64_t hash;
+    uint32_t key_offset, ids_offset;
+    uint16_t key_size, ids_size;  // key_size 0: empty slot
+  };
   uint64_t owner = 0;
-  std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
+  std::vector<Slot> slots;
+  std::string keys;
+  std::vector<int32_t> ids;
+  size_t used = 0;
+
+  void reset(uint64_t new_owner) {
+    owner = new_owner;
+    slots.assign(kCacheMinSlots, Slot{0, 0, 0, 0, 0});
+    keys.clear();
+    ids.clear();
+    used = 0;
+  }
+  // Doubles the table (re-placing every entry), or starts over once it is at its largest.
+  void grow() {
+    if (slots.size() >= kCacheMaxSlots) return reset(owner);
+    std::vector<Slot> old(slots.size() * 2, Slot{0, 0, 0, 0, 0});
+    old.swap(slots);
+    const size_t mask = slots.size() - 1;
+    for (const Slot& e : old) {
+      if (e.key_size == 0) continue;
+      size_t i = size_t(e.hash) & mask;
+      while (slots[i].key_size != 0) i = (i + 1) & mask;
+      slots[i] = e;
+    }
+  }
 };
 thread_local BpeCache t_cache;
-constexpr size_t kCacheMaxEntries = 1 << 18;
-constexpr size_t kCacheMaxWord = 64;  // longer pre-tokens are rare; do not let them fill the cache
 }  // namespace
 
 void Tokenizer::Impl::bpe_cached(std::string_view word, std::vector<int32_t>& out) const {
   if (word.size() > kCacheMaxWord) return bpe(word, out);
   BpeCache& cache = t_cache;
-  if (cache.owner != serial) {
-    cache.map.clear();
-    cache.owner = serial;
-  }
-  auto it = cache.map.find(word);
-  if (it != cache.map.end()) {
-    out.insert(out.end(), it->second.begin(), it->second.end());
-    return;
+  if (cache.owner != serial) cache.reset(serial);
+  if (cache.used >= cache.slots.size() / 2) cache.grow();
+  const uint64_t h = word_hash(word);
+  const size_t mask = cache.slots.size() - 1;
+  size_t slot = size_t(h) & mask;
+  for (;; slot = (slot + 1) & mask) {
+    const BpeCache::Slot& e = cache.slots[slot];
+    if (e.key_size == 0) break;
+    if (e.hash == h && e.key_size == word.size() &&
+        std::memcmp(cache.keys.data() + e.key_offset, word.data(), word.size()) == 0) {
+      out.insert(out.end(), cache.ids.begin() + e.ids_offset, cache.ids.begin() + e.ids_offset + e.ids_size);
+      return;
+    }
   }
   const size_t start = out.size();
   bpe(word, out);
-  if (cache.map.size() >= kCacheMaxEntries) cache.map.clear();
-  cache.map.emplace(std::string(word), std::vector<int32_t>(out.begin() + ptrdiff_t(start), out.end()));
+  // A pre-token of at most 64 bytes has at most 64 ids (unk fusing only shortens).
+  cache.slots[slot] = {h, uint32_t(cache.keys.size()), uint32_t(cache.ids.size()), uint16_t(word.size()),
+                       uint16_t(out.size() - start)};
+  cache.keys.append(word);
+  cache.ids.insert(cache.ids.end(), out.begin() + ptrdiff_t(start), out.end());
+  cache.used++;
 }
 
 // Byte-pair merging of one pre-token: repeatedly merge the adjacent pair with the lowest merge rank,
@@ -608,10 +663,13 @@ std::string read_whole_file(const std::string& path, const char* what) {
   if (std::filesystem::is_directory(path, ec)) fail("cannot read {} {}: it is a directory", what, path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot read {} {}: {}", what, path, std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail("cannot read {} {}: read error", what, path);
-  return ss.str();
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  std::string text(size > 0 ? size_t(size) : 0, '\0');
+  if (!text.empty()) in.read(text.data(), std::streamsize(text.size()));
+  if (!in) fail("cannot read {} {}: read error", what, path);
+  return text;
 }
 
 NormalForm parse_normal_form(const std::string& type, const std::string& origin) {

@@ -92,21 +92,47 @@ inline void micro_tile(int64_t K, const T* A, int64_t ars, int64_t acs, const T*
     for (int j = 0; j < NV; ++j) std::memcpy(C + i * ldc + j * L, &c[i][j], sizeof(V));
 }
 
-// All M rows against one panel of NV vectors: blocks of 6 rows, then the 1..5 left over.
+// The causal part of a tile product. Entry (i, c) — c a column of C (on_k false) or the reduction index
+// (on_k true) — is needed iff c ≤ i + d (kUpper) or c ≥ i − d (kLower). Unneeded columns of C are left
+// unwritten (the caller masks them anyway); unneeded reduction terms are zeros of A, skipped exactly. This
+// drops the masked half of the diagonal tiles, which is most of the work when T is a few tiles.
+struct Band {
+  enum Kind { kNone, kUpper, kLower } kind = kNone;
+  bool on_k = false;
+  int64_t d = 0;
+};
+
+// All M rows against one panel of NV vectors (columns [n0, n0 + NV·L) of C): blocks of 6 rows.
 template <class T, int NV>
-void panel_rows(int64_t M, int64_t K, const T* A, int64_t ars, int64_t acs, const T* B, int64_t ldb, T* C,
-                int64_t ldc, bool acc) {
+void panel_rows(int64_t M, int64_t K, int64_t n0, const T* A, int64_t ars, int64_t acs, const T* B, int64_t ldb,
+                T* C, int64_t ldc, bool acc, const Band& band) {
   constexpr int MR = 6;  // 6 × 4 accumulators + 4 B vectors + 1 broadcast fit the 32 AVX-512 registers
-  int64_t i = 0;
-  for (; i + MR <= M; i += MR) micro_tile<T, MR, NV>(K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, acc);
-  A += i * ars, C += i * ldc;
-  switch (M - i) {
-    case 1: micro_tile<T, 1, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
-    case 2: micro_tile<T, 2, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
-    case 3: micro_tile<T, 3, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
-    case 4: micro_tile<T, 4, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
-    case 5: micro_tile<T, 5, NV>(K, A, ars, acs, B, ldb, C, ldc, acc); break;
-    default: break;
+  constexpr int64_t width = NV * Simd<T>::L;
+  for (int64_t i0 = 0; i0 < M; i0 += MR) {
+    const int64_t mr = std::min<int64_t>(MR, M - i0);
+    int64_t kb = 0, ke = K;
+    if (band.on_k) {
+      if (band.kind == Band::kUpper) ke = std::clamp<int64_t>(i0 + mr + band.d, 0, K);
+      if (band.kind == Band::kLower) kb = std::clamp<int64_t>(i0 - band.d, 0, K);
+      if (kb >= ke) {
+        if (acc) continue;
+        ke = kb;  // nothing to add: store zeros
+      }
+    } else {
+      if (band.kind == Band::kUpper && n0 > i0 + mr - 1 + band.d) continue;
+      if (band.kind == Band::kLower && n0 + width - 1 < i0 - band.d) continue;
+    }
+    const T* Ai = A + i0 * ars + kb * acs;
+    const T* Bk = B + kb * ldb;
+    T* Ci = C + i0 * ldc;
+    switch (mr) {
+      case 6: micro_tile<T, 6, NV>(ke - kb, Ai, ars, acs, Bk, ldb, Ci, ldc, acc); break;
+      case 5: micro_tile<T, 5, NV>(ke - kb, Ai, ars, acs, Bk, ldb, Ci, ldc, acc); break;
+      case 4: micro_tile<T, 4, NV>(ke - kb, Ai, ars, acs, Bk, ldb, Ci, ldc, acc); break;
+      case 3: micro_tile<T, 3, NV>(ke - kb, Ai, ars, acs, Bk, ldb, Ci, ldc, acc); break;
+      case 2: micro_tile<T, 2, NV>(ke - kb, Ai, ars, acs, Bk, ldb, Ci, ldc, acc); break;
+      default: micro_tile<T, 1, NV>(ke - kb, Ai, ars, acs, Bk, ldb, Ci, ldc, acc); break;
+    }
   }
 }
 
@@ -116,15 +142,15 @@ void panel_rows(int64_t M, int64_t K, const T* A, int64_t ars, int64_t acs, cons
 // panel_stride = K·W.
 template <class T>
 void tile_product(int64_t M, int64_t N, int64_t K, const T* A, int64_t ars, int64_t acs, const T* B, int64_t ldb,
-                  int64_t panel_stride, T* C, int64_t ldc, bool accumulate) {
+                  int64_t panel_stride, T* C, int64_t ldc, bool accumulate, const Band& band = {}) {
   constexpr int64_t L = Simd<T>::L, W = Simd<T>::W;
   for (int64_t n = 0; n < N; n += W) {
     const T* Bp = B + (n / W) * panel_stride;
     switch (std::min<int64_t>(4, (N - n) / L)) {
-      case 4: panel_rows<T, 4>(M, K, A, ars, acs, Bp, ldb, C + n, ldc, accumulate); break;
-      case 3: panel_rows<T, 3>(M, K, A, ars, acs, Bp, ldb, C + n, ldc, accumulate); break;
-      case 2: panel_rows<T, 2>(M, K, A, ars, acs, Bp, ldb, C + n, ldc, accumulate); break;
-      case 1: panel_rows<T, 1>(M, K, A, ars, acs, Bp, ldb, C + n, ldc, accumulate); break;
+      case 4: panel_rows<T, 4>(M, K, n, A, ars, acs, Bp, ldb, C + n, ldc, accumulate, band); break;
+      case 3: panel_rows<T, 3>(M, K, n, A, ars, acs, Bp, ldb, C + n, ldc, accumulate, band); break;
+      case 2: panel_rows<T, 2>(M, K, n, A, ars, acs, Bp, ldb, C + n, ldc, accumulate, band); break;
+      case 1: panel_rows<T, 1>(M, K, n, A, ars, acs, Bp, ldb, C + n, ldc, accumulate, band); break;
       default: break;
     }
   }
@@ -261,11 +287,13 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
       std::fill(l, l + nq, T(0));
       for (int64_t k0 = 0; k0 < key_end; k0 += kFwdK) {
         const int64_t nk = std::min(kFwdK, key_end - k0);
+        // Key k0 + r is visible to queries q0 + i with i ≥ first(r) = r − d.
+        const int64_t d = q0 + offset - k0;
+        auto first = [&](int64_t r) { return std::clamp<int64_t>(r - d, 0, nq); };
         // Sᵀ[key, query] = k · q (scaled below): the rows of K are broadcast straight from memory.
-        tile_product<T>(nk, nq_pad, P, K + k0 * s.kv_stride, s.kv_stride, 1, Qt, W, P * W, St, ldS, false);
+        tile_product<T>(nk, nq_pad, P, K + k0 * s.kv_stride, s.kv_stride, 1, Qt, W, P * W, St, ldS, false,
+                        {Band::kLower, false, d});
 
-        // Key k0 + r is visible to queries q0 + i with i ≥ first(r) = k0 + r − q0 − offset.
-        auto first = [&](int64_t r) { return std::clamp<int64_t>(k0 + r - q0 - offset, 0, nq); };
         std::fill(tile_max, tile_max + nq, -std::numeric_limits<T>::infinity());
         for (int64_t r = 0; r < nk; ++r) {
           T* Sr = St + r * ldS;
@@ -299,7 +327,7 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
         for (int64_t i = 0; i < nq; ++i) l[i] += tile_sum[i];
         // acc[query, :] += Σ_key Pt[query, key] V[key, :], reading Pt from the transposed tile.
         copy_rows(V + k0 * s.kv_stride, s.kv_stride, nk, P, Vr);
-        tile_product<T>(nq, Pp, nk, St, 1, ldS, Vr, Pp, W, acc, Pp, true);
+        tile_product<T>(nq, Pp, nk, St, 1, ldS, Vr, Pp, W, acc, Pp, true, {Band::kUpper, true, d});
       }
       for (int64_t i = 0; i < nq; ++i) {
         T* O = out + (b * Tq + q0 + i) * s.out_stride + h * P;
@@ -394,12 +422,15 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
             const T* dO = dout + (b * Tq + q0) * s.out_stride + h * P;
             const T* L = lse + (b * H + h) * Tq + q0;
             const T* Dr = D + (b * H + h) * Tq + q0;
-            tile_product<T>(nq, nk_pad, P, Q, s.q_stride, 1, Kt, W, P * W, S, ldS, false);
-            tile_product<T>(nq, nk_pad, P, dO, s.out_stride, 1, Vt, W, P * W, dP, ldS, false);
+            // Query q0 + r sees key k0 + j iff j ≤ r + d.
+            const int64_t d = q0 + offset - k0;
+            tile_product<T>(nq, nk_pad, P, Q, s.q_stride, 1, Kt, W, P * W, S, ldS, false, {Band::kUpper, false, d});
+            tile_product<T>(nq, nk_pad, P, dO, s.out_stride, 1, Vt, W, P * W, dP, ldS, false,
+                            {Band::kUpper, false, d});
             for (int64_t r = 0; r < nq; ++r) {
               T* Sr = S + r * ldS;
               T* dPr = dP + r * ldS;
-              const int64_t valid = std::min(nk, q0 + r + offset + 1 - k0);  // ≥ 1 given q_first
+              const int64_t valid = std::min(nk, r + d + 1);  // ≥ 1 given q_first
               const T Lr = L[r], Dv = Dr[r];
 #pragma omp simd
               for (int64_t j = 0; j < valid; ++j) {
@@ -412,13 +443,14 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
             }
             copy_rows(dO, s.out_stride, nq, P, dOr);
             copy_rows(Q, s.q_stride, nq, P, Qr);
-            tile_product<T>(nk, Pp, nq, S, 1, ldS, dOr, Pp, W, dV, Pp, true);  // dV += Ptᵀ dO
-            tile_product<T>(nk, Pp, nq, dP, 1, ldS, Qr, Pp, W, dK, Pp, true);  // dK += dSᵀ Q
+            const Band lower_k{Band::kLower, true, d}, upper_k{Band::kUpper, true, d};
+            tile_product<T>(nk, Pp, nq, S, 1, ldS, dOr, Pp, W, dV, Pp, true, lower_k);  // dV += Ptᵀ dO
+            tile_product<T>(nk, Pp, nq, dP, 1, ldS, Qr, Pp, W, dK, Pp, true, lower_k);  // dK += dSᵀ Q
             T* dQi = dQ + q0 * ldq + (h - hk * group) * P;
             if (P % Simd<T>::L == 0) {
-              tile_product<T>(nq, P, nk, dP, ldS, 1, Kr, Pp, W, dQi, ldq, true);  // dQ += dS K
+              tile_product<T>(nq, P, nk, dP, ldS, 1, Kr, Pp, W, dQi, ldq, true, upper_k);  // dQ += dS K
             } else {  // whole vectors would spill into the next head's columns: go through dQt
-              tile_product<T>(nq, Pp, nk, dP, ldS, 1, Kr, Pp, W, dQt, Pp, false);
+              tile_product<T>(nq, Pp, nk, dP, ldS, 1, Kr, Pp, W, dQt, Pp, false, upper_k);
               for (int64_t r = 0; r < nq; ++r)
                 for (int64_t p = 0; p < P; ++p) dQi[r * ldq + p] += dQt[r * Pp + p];
             }

@@ -15,8 +15,7 @@ namespace txs::cpu {
 
 namespace {
 
-void check_conv_args(int64_t x_stride, int64_t y_stride, int64_t batch, int64_t seq, int64_t channels,
-                     int64_t width) {
+void check_conv_args(int64_t x_stride, int64_t y_stride, int64_t batch, int64_t seq, int64_t channels, int64_t width) {
   if (batch < 0 || seq < 0 || channels <= 0 || width <= 0)
     fail("conv1d: bad shape batch={} seq={} channels={} width={}", batch, seq, channels, width);
   if (x_stride < channels || y_stride < channels)
@@ -49,8 +48,8 @@ void preactivation(const T* xs, int64_t x_stride, int64_t t, const T* wt, const 
 }  // namespace
 
 template <class T>
-void conv1d_silu_forward(const T* x, int64_t x_stride, const T* w, const T* bias, T* y, int64_t y_stride,
-                         int64_t batch, int64_t seq, int64_t channels, int64_t width) {
+void conv1d_silu_forward(const T* x, int64_t x_stride, const T* w, const T* bias, T* y, int64_t y_stride, int64_t batch,
+                         int64_t seq, int64_t channels, int64_t width) {
   check_conv_args(x_stride, y_stride, batch, seq, channels, width);
   const std::vector<T> wt = transpose_weight(w, channels, width);
   const int64_t rows = batch * seq;
@@ -65,8 +64,8 @@ void conv1d_silu_forward(const T* x, int64_t x_stride, const T* w, const T* bias
 }
 
 template <class T>
-void conv1d_silu_backward(const T* dy, int64_t y_stride, const T* x, int64_t x_stride, const T* w, const T* bias,
-                          T* dx, T* dw, T* dbias, int64_t batch, int64_t seq, int64_t channels, int64_t width) {
+void conv1d_silu_backward(const T* dy, int64_t y_stride, const T* x, int64_t x_stride, const T* w, const T* bias, T* dx,
+                          T* dw, T* dbias, int64_t batch, int64_t seq, int64_t channels, int64_t width) {
   check_conv_args(x_stride, y_stride, batch, seq, channels, width);
   const std::vector<T> wt = transpose_weight(w, channels, width);
   const int64_t rows = batch * seq;
@@ -140,8 +139,7 @@ template void conv1d_silu_forward<double>(const double*, int64_t, const double*,
                                           int64_t, int64_t, int64_t, int64_t);
 template void conv1d_silu_backward<float>(const float*, int64_t, const float*, int64_t, const float*, const float*,
                                           float*, float*, float*, int64_t, int64_t, int64_t, int64_t);
-template void conv1d_silu_backward<double>(const double*, int64_t, const double*, int64_t, const double*,
-                                           const double*, double*, double*, double*, int64_t, int64_t, int64_t,
-                                           int64_t);
+template void conv1d_silu_backward<double>(const double*, int64_t, const double*, int64_t, const double*, const double*,
+                                           double*, double*, double*, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace txs::cpu

@@ -65,7 +65,7 @@ CrossEntropyResult lm_head_cross_entropy(const T* h, const T* W, const int32_t* 
 
     if (dh) {
       gemm<T>(false, false, nb, dim, vocab, T(1), logits, vocab, W, dim, T(0), dh + r0 * dim, dim);  // dz·W
-      gemm<T>(true, false, vocab, dim, nb, T(1), logits, vocab, hb, dim, T(1), dW, dim);               // dzᵀ·h
+      gemm<T>(true, false, vocab, dim, nb, T(1), logits, vocab, hb, dim, T(1), dW, dim);             // dzᵀ·h
     }
   }
 
@@ -87,11 +87,10 @@ void lm_head_logits(const T* h, const T* W, T* logits, int64_t rows, int64_t dim
   gemm<T>(false, true, rows, vocab, dim, T(1), h, dim, W, dim, T(0), logits, vocab);
 }
 
-template CrossEntropyResult lm_head_cross_entropy<float>(const float*, const float*, const int32_t*, int64_t,
-                                                         int64_t, int64_t, float*, float*, float*, float, int64_t);
+template CrossEntropyResult lm_head_cross_entropy<float>(const float*, const float*, const int32_t*, int64_t, int64_t,
+                                                         int64_t, float*, float*, float*, float, int64_t);
 template CrossEntropyResult lm_head_cross_entropy<double>(const double*, const double*, const int32_t*, int64_t,
-                                                          int64_t, int64_t, double*, double*, double*, double,
-                                                          int64_t);
+                                                          int64_t, int64_t, double*, double*, double*, double, int64_t);
 template void lm_head_logits<float>(const float*, const float*, float*, int64_t, int64_t, int64_t);
 template void lm_head_logits<double>(const double*, const double*, double*, int64_t, int64_t, int64_t);
 

@@ -37,8 +37,8 @@ inline T sigmoid(T x) {
 }  // namespace
 
 template <class T>
-void silu_mul_forward(const T* gate, int64_t gate_stride, const T* up, int64_t up_stride, T* out,
-                      int64_t out_stride, int64_t rows, int64_t n) {
+void silu_mul_forward(const T* gate, int64_t gate_stride, const T* up, int64_t up_stride, T* out, int64_t out_stride,
+                      int64_t rows, int64_t n) {
   check_rows("silu_mul", rows, n);
 #pragma omp parallel for schedule(static) if (rows * n > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
@@ -141,8 +141,8 @@ void softplus_forward(const T* raw, int64_t raw_stride, const T* bias, T* dt, in
 }
 
 template <class T>
-void softplus_backward(const T* ddt, const T* raw, int64_t raw_stride, const T* bias, T* draw, T* dbias,
-                       int64_t rows, int64_t heads) {
+void softplus_backward(const T* ddt, const T* raw, int64_t raw_stride, const T* bias, T* draw, T* dbias, int64_t rows,
+                       int64_t heads) {
   check_rows("softplus", rows, heads);
 #pragma omp parallel for schedule(static) if (rows * heads > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
@@ -190,15 +190,15 @@ void embedding_backward(const int32_t* ids, const T* dout, T* dtable, int64_t ro
   }
 }
 
-#define TXS_INSTANTIATE(T)                                                                                       \
-  template void silu_mul_forward<T>(const T*, int64_t, const T*, int64_t, T*, int64_t, int64_t, int64_t);       \
-  template void silu_mul_backward<T>(const T*, int64_t, const T*, int64_t, const T*, int64_t, T*, T*, int64_t,   \
-                                     int64_t);                                                                   \
-  template void residual_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t);                         \
-  template void residual_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t);                    \
-  template void softplus_forward<T>(const T*, int64_t, const T*, T*, int64_t, int64_t);                          \
-  template void softplus_backward<T>(const T*, const T*, int64_t, const T*, T*, T*, int64_t, int64_t);           \
-  template void embedding_forward<T>(const int32_t*, const T*, T*, int64_t, int64_t);                            \
+#define TXS_INSTANTIATE(T)                                                                                     \
+  template void silu_mul_forward<T>(const T*, int64_t, const T*, int64_t, T*, int64_t, int64_t, int64_t);      \
+  template void silu_mul_backward<T>(const T*, int64_t, const T*, int64_t, const T*, int64_t, T*, T*, int64_t, \
+                                     int64_t);                                                                 \
+  template void residual_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t);                       \
+  template void residual_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t);                  \
+  template void softplus_forward<T>(const T*, int64_t, const T*, T*, int64_t, int64_t);                        \
+  template void softplus_backward<T>(const T*, const T*, int64_t, const T*, T*, T*, int64_t, int64_t);         \
+  template void embedding_forward<T>(const int32_t*, const T*, T*, int64_t, int64_t);                          \
   template void embedding_backward<T>(const int32_t*, const T*, T*, int64_t, int64_t);
 TXS_INSTANTIATE(float)
 TXS_INSTANTIATE(double)

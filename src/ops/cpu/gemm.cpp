@@ -61,13 +61,13 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   // oneDNN (OpenMP runtime) runs single-threaded when called inside a parallel region, so nested
   // calls stay on the calling thread (checked by the tests).
-  const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
-                                      beta, C, ldc);
+  const dnnl_status_t st =
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (st != dnnl_success) fail("gemm: dnnl_sgemm failed with status {} (M={} N={} K={})", int(st), M, N, K);
 }
 
-void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-           int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+           const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   const int64_t biggest = std::max({M, N, K, lda, ldb, ldc});
   if (omp_in_parallel() || biggest > INT_MAX) {
     gemm_f64_loop(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -80,8 +80,8 @@ void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double a
 }  // namespace
 
 template <class T>
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-          const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
   check_gemm_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, beta, C, ldc);  // BLAS libraries differ on K = 0; keep it exact
@@ -106,15 +106,15 @@ void linear_backward(const T* dy, const T* x, const T* W, T* dx, T* dW, int64_t 
   if (dW) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dW, in);
 }
 
-template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                          int64_t, float, float*, int64_t);
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                          float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
                            int64_t, double, double*, int64_t);
 template void linear_forward<float>(const float*, const float*, float*, int64_t, int64_t, int64_t);
 template void linear_forward<double>(const double*, const double*, double*, int64_t, int64_t, int64_t);
 template void linear_backward<float>(const float*, const float*, const float*, float*, float*, int64_t, int64_t,
                                      int64_t, bool);
-template void linear_backward<double>(const double*, const double*, const double*, double*, double*, int64_t,
-                                      int64_t, int64_t, bool);
+template void linear_backward<double>(const double*, const double*, const double*, double*, double*, int64_t, int64_t,
+                                      int64_t, bool);
 
 }  // namespace txs::cpu

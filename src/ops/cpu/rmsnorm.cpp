@@ -76,9 +76,9 @@ void rmsnorm_backward(const T* dy, const T* x, const T* gain, const T* rstd, T* 
 
 template void rmsnorm_forward<float>(const float*, const float*, float*, float*, int64_t, int64_t, double);
 template void rmsnorm_forward<double>(const double*, const double*, double*, double*, int64_t, int64_t, double);
-template void rmsnorm_backward<float>(const float*, const float*, const float*, const float*, float*, float*,
-                                      int64_t, int64_t);
-template void rmsnorm_backward<double>(const double*, const double*, const double*, const double*, double*,
-                                       double*, int64_t, int64_t);
+template void rmsnorm_backward<float>(const float*, const float*, const float*, const float*, float*, float*, int64_t,
+                                      int64_t);
+template void rmsnorm_backward<double>(const double*, const double*, const double*, const double*, double*, double*,
+                                       int64_t, int64_t);
 
 }  // namespace txs::cpu
