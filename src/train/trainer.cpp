@@ -183,6 +183,12 @@ TrainResult train(TrainOptions o, const std::string& resume_dir, int64_t steps_o
   set_num_threads(o.threads);
 
   TrainingData data = load_training_data(o.data, o.tokenizer, o.val_fraction);
+  // Checked before anything is printed: an unusable corpus is a one-line error.
+  if (data.train->size() < o.seq_len + 1)
+    fail("training split has {} tokens, too few for --seq-len {}", data.train->size(), o.seq_len);
+  if (data.val->size() < o.seq_len + 1)
+    fail("validation split has {} tokens, too few for --seq-len {} (more data or a larger --val-fraction)",
+         data.val->size(), o.seq_len);
   std::unique_ptr<Model> model;
   int64_t start = 0;
   if (!ckpt.empty()) {
