@@ -13,6 +13,10 @@ JSON line. `--self-check` instead validates the chunked SSD against the plain re
 gradients) and the attention path against an explicit masked softmax, then exits (non-zero on mismatch).
 
 Run with Debian's torch:  /usr/bin/python3 bench/torch_peer.py --arch transxssm --seq 1024 --threads 2
+
+On a machine whose cores are shared, run the engine and this peer under the same OMP_WAIT_POLICY (it is
+left to the environment and echoed in the JSON): with libgomp's default spinning, every parallel region
+waits a scheduler slice for a descheduled worker, which made 2-thread steps here 4-5x slower than PASSIVE.
 """
 import argparse
 import json
@@ -371,6 +375,7 @@ def bench(a):
         # CPU seconds used by this process per step (all threads): a contention-robust companion to step_s
         "step_cpu_s": round(sum(cpu) / len(cpu), 4),
         "loss": round(loss, 4), "malloc_tuning": not a.no_malloc_tuning,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
     }))
     return 0
 

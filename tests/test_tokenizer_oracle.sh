@@ -62,8 +62,26 @@ CHECK_FILES=(corpora/tinyshakespeare.txt corpora/wikitext-2/test.txt eval/piqa/v
   eval/triviaqa/triviaqa_sm_sub.jsonl corpora/gutenberg/dracula.txt "$WORK/random.txt")
 "$BIN" tokenize --tokenizer "$WORK/trained.json" --input "${CHECK_FILES[@]}" --out "$WORK/trained.jsonl"
 node "$ORACLE" --module "$MODULE" --tokenizer "$WORK/trained.json" --name trained --ours "$WORK/trained.jsonl" \
+  --cache "$CACHE" \
   "${CHECK_FILES[@]}" >"$WORK/trained.log" 2>&1 || status=1
 grep -v '^ok ' "$WORK/trained.log" || true
+
+# Added-token flags: NeoX plus an lstrip/rstrip special token and a normalized (NFC-matched) token.
+node -e '
+const fs = require("fs");
+const j = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+j.added_tokens.push({id: 50277, content: "<mask>", special: true, normalized: false, lstrip: true, rstrip: true,
+                     single_word: false});
+j.added_tokens.push({id: 50278, content: "caf\u00e9", special: false, normalized: true, lstrip: false,
+                     rstrip: false, single_word: false});
+fs.writeFileSync(process.argv[2], JSON.stringify(j));
+fs.writeFileSync(process.argv[3], "a  <mask>  b <mask>\n\nx<mask>y  cafe\u0301 and caf\u00e9, <|endoftext|>   <mask>");
+' "$NEOX" "$WORK/flags.json" "$WORK/flags.txt"
+"$BIN" tokenize --tokenizer "$WORK/flags.json" --input "$WORK/flags.txt" corpora/tinyshakespeare.txt \
+  --out "$WORK/flags.jsonl"
+node "$ORACLE" --module "$MODULE" --tokenizer "$WORK/flags.json" --name flags --ours "$WORK/flags.jsonl" \
+  --cache "$CACHE" "$WORK/flags.txt" corpora/tinyshakespeare.txt >"$WORK/flags.log" 2>&1 || status=1
+grep -v '^ok ' "$WORK/flags.log" || true
 
 # Round trip through the CLI: detokenize(tokenize(x)) == x, byte for byte.
 for f in corpora/tinyshakespeare.txt eval/triviaqa/triviaqa_sm_sub.jsonl corpora/gutenberg/jane_eyre.txt \

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   txs::cli::register_model_commands(app);
   txs::cli::register_train_command(app);
   txs::cli::register_tokenizer_commands(app);
+  txs::cli::register_infer_commands(app);
+  txs::cli::register_eval_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -37,6 +37,9 @@ class LogLikelihoodScorer {
   // Longest row the model sees; longer context+continuation rows are cut from the left, as the harness does.
   virtual int64_t max_length() const = 0;
   virtual const char* name() const = 0;
+  // Greedy decoding for generation tasks: appends up to max_new argmax tokens to `ids` (the model sees the
+  // last max_length() of them); on_token sees each new id and returns false to stop.
+  virtual void greedy_extend(std::vector<int32_t>& ids, int64_t max_new, const std::function<bool(int32_t)>& on_token) = 0;
 };
 
 // The harness's truncation: the model input is (context + continuation)[-(max_len+1):][:-1] and the
@@ -53,6 +56,7 @@ class ModelScorer : public LogLikelihoodScorer {
   std::vector<LoglikResult> score(const std::vector<LoglikRequest>& requests, const Progress& progress = {}) override;
   int64_t max_length() const override { return max_len_; }
   const char* name() const override { return "model"; }
+  void greedy_extend(std::vector<int32_t>& ids, int64_t max_new, const std::function<bool(int32_t)>& on_token) override;
 
  private:
   Model& model_;

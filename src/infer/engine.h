@@ -5,6 +5,7 @@
 // never touches the model's training buffers, so training and inference can share one Model.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,10 @@ class InferenceEngine {
   // last_logits (nullable, [vocab]) = logits after the last token.
   void prefill(SequenceState& s, const int32_t* ids, int64_t n, const int32_t* targets, float* target_logprob,
                float* last_logits);
+  // Like prefill, but hands the logits after every token to on_logits(i, logits[vocab]) in order (for
+  // echo + logprobs with the most likely alternatives at each position).
+  void prefill_each(SequenceState& s, const int32_t* ids, int64_t n,
+                    const std::function<void(int64_t, const float*)>& on_logits);
   // One token for each of several sequences at once (different positions allowed): logits [batch, vocab].
   void decode(const std::vector<SequenceState*>& seqs, const int32_t* ids, float* logits);
 
@@ -62,6 +67,11 @@ class InferenceEngine {
 
  private:
   struct LayerRefs;
+  void check_prefill(const SequenceState& s, const int32_t* ids, int64_t n, const int32_t* targets) const;
+  // Runs the layers over ids[0..n) in passes of at most kMaxChunk tokens; after each pass, on_pass(c0, rows)
+  // finds the final normed hidden states of tokens c0 .. c0+rows−1 in final_.
+  void prefill_passes(SequenceState& s, const int32_t* ids, int64_t n,
+                      const std::function<void(int64_t, int64_t)>& on_pass);
   void run_layers(const std::vector<SequenceState*>& seqs, const int32_t* ids, int64_t rows, bool decoding);
   void mixer_ssd(const LayerRefs& L, size_t li, const std::vector<SequenceState*>& seqs, int64_t rows,
                  bool decoding, const float* u, float* out);
@@ -70,7 +80,7 @@ class InferenceEngine {
   void mixer_attention(const LayerRefs& L, size_t li, const std::vector<SequenceState*>& seqs, int64_t rows,
                        bool decoding, const float* u, float* out);
   // Causal conv + SiLU over [tail; new inputs] for each sequence; updates the tails.
-  void conv_with_tail(const LayerRefs& L, size_t li, const std::vector<SequenceState*>& seqs, int64_t rows,
+  void conv_with_tail(size_t li, const std::vector<SequenceState*>& seqs, int64_t rows,
                       bool decoding, const float* in, int64_t in_stride, int64_t channels, const float* w,
                       const float* bias, float* out);
 
@@ -84,7 +94,7 @@ class InferenceEngine {
   // Work buffers, grown once and reused by every call.
   Buffer<int32_t> pos_;
   Buffer<float> h_, mid_, n_, branch_, proj_, xbc_, dt_, y_, gated_, rstd_, att_, lse_, window_, conv_out_, gate_up_,
-      act_, step_state_, final_;
+      act_, step_state_, final_, block_logits_;
 };
 
 // Bytes of decoding state one sequence of `context` tokens holds for this config (what `info` and the

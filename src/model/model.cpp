@@ -55,7 +55,7 @@ Model::Model(ModelConfig config, Backend& backend)
     b->mixer->bind(store_);
     b->mlp->bind(store_);
   }
-  init(0);
+  // Weights start at zero: callers either init(seed) or load a checkpoint (drawing 1.3B normals twice is slow).
 }
 
 Model::~Model() = default;

@@ -13,6 +13,7 @@ namespace txs {
 
 class Model {
  public:
+  // Parameters start at zero; call init(seed) or load weights (load_checkpoint does).
   explicit Model(ModelConfig config, Backend& backend = cpu_backend());
   ~Model();
   Model(const Model&) = delete;

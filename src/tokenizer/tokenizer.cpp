@@ -370,10 +370,7 @@ void Tokenizer::Impl::split_added(const TokenTrie& trie, std::string_view text, 
                                   OnToken on_token) const {
   size_t done = 0, from = 0, begin, end;
   int32_t index;
-  auto is_word_char = [&](char32_t c) {
-    // Letters, digits and '_' (Rust's char::is_alphanumeric is close to ICU's alnum).
-    return c == '_' || (c < 0x80 ? std::isalnum(int(c)) != 0 : !unicode::is_white_space(c) && c > 0xBF);
-  };
+  using unicode::is_word_char;
   while (trie.find(text, from, begin, end, index)) {
     const AddedToken& tok = added[size_t(index)];
     if (tok.single_word) {

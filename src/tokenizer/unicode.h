@@ -25,6 +25,10 @@ void append_utf8(std::string& out, char32_t c);
 // call whitespace. Notably includes U+0085 and excludes U+FEFF and U+180E.
 bool is_white_space(char32_t c);
 
+// Unicode \w as in UTS #18 and Rust's regex crate (which Hugging Face uses for single_word added
+// tokens): Alphabetic, marks, decimal digits, connector punctuation, join controls.
+bool is_word_char(char32_t c);
+
 enum class NormalForm { None, NFC, NFD, NFKC, NFKD };
 const char* normal_form_name(NormalForm f);
 // Normalises valid UTF-8 text. Pure-ASCII text is returned unchanged without calling ICU.

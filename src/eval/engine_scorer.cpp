@@ -1,0 +1,144 @@
+// Log-likelihood scoring over the InferenceEngine with prefix reuse: requests are sorted by their model
+// input, each distinct context is prefilled once and its state is forked (copied) per continuation, and a
+// prefix shared with the next context (few-shot exemplars, a HellaSwag context) is prefilled once and
+// forked too.
+#include <algorithm>
+#include <numeric>
+
+#include "core/error.h"
+#include "eval/scorer.h"
+#include "infer/engine.h"
+
+namespace txs::eval {
+
+namespace {
+
+// Shorter than this, a shared prefix is not worth a state copy.
+constexpr size_t kMinShared = 16;
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t i = 0;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+
+class EngineScorer : public LogLikelihoodScorer {
+ public:
+  EngineScorer(Model& model, int64_t max_len)
+      : engine_(model), max_len_(max_len > 0 ? max_len : model.config().max_position_embeddings) {}
+  int64_t max_length() const override { return max_len_; }
+  const char* name() const override { return "engine"; }
+
+  std::vector<LoglikResult> score(const std::vector<LoglikRequest>& requests, const Progress& progress) override {
+    const size_t n = requests.size();
+    const int64_t V = engine_.config().vocab_size;
+    std::vector<LoglikResult> out(n);
+    // prefix[i]: the tokens fed before the first continuation token is predicted.
+    std::vector<std::vector<int32_t>> prefix(n);
+    for (size_t i = 0; i < n; ++i) {
+      int64_t first = 0;
+      auto row = model_input(requests[i], max_len_, &first);
+      prefix[i].assign(row.begin(), row.begin() + first + 1);
+      out[i].tokens = int64_t(requests[i].continuation.size());
+    }
+    std::vector<size_t> order(n);
+    std::iota(order.begin(), order.end(), size_t(0));
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return prefix[a] < prefix[b]; });
+
+    // One cached shared prefix: its tokens, state and the logits after it.
+    std::vector<int32_t> cache_tokens;
+    SequenceState cache_state = engine_.new_sequence();
+    std::vector<float> cache_logits(static_cast<size_t>(V)), logits(static_cast<size_t>(V));
+    std::vector<float> lp;
+    size_t done = 0;
+    for (size_t g = 0; g < n;) {
+      const auto& P = prefix[order[g]];
+      size_t g_end = g + 1;
+      while (g_end < n && prefix[order[g_end]] == P) ++g_end;
+      // State after P, starting from the cached prefix when it is one of P's prefixes.
+      SequenceState state = engine_.new_sequence();
+      size_t have = 0;
+      const bool cache_ok = !cache_tokens.empty() && cache_tokens.size() <= P.size() &&
+                            std::equal(cache_tokens.begin(), cache_tokens.end(), P.begin());
+      if (!cache_ok && g_end < n) {
+        // Start a new shared prefix with the next distinct context.
+        const size_t L = std::min(common_prefix(P, prefix[order[g_end]]), P.size() - 1);
+        if (L >= kMinShared) {
+          cache_tokens.assign(P.begin(), P.begin() + int64_t(L));
+          cache_state = engine_.new_sequence();
+          engine_.prefill(cache_state, cache_tokens.data(), int64_t(L), nullptr, nullptr, cache_logits.data());
+        } else {
+          cache_tokens.clear();
+        }
+      }
+      if (!cache_tokens.empty() && cache_tokens.size() <= P.size() &&
+          std::equal(cache_tokens.begin(), cache_tokens.end(), P.begin())) {
+        state = cache_state;
+        have = cache_tokens.size();
+      }
+      if (have < P.size())
+        engine_.prefill(state, P.data() + have, int64_t(P.size() - have), nullptr, nullptr, logits.data());
+      else
+        logits = cache_logits;
+
+      for (size_t k = g; k < g_end; ++k) {
+        const size_t i = order[k];
+        const auto& cont = requests[i].continuation;
+        bool greedy = false;
+        double s = logprob_of(logits.data(), V, cont[0], &greedy);
+        if (cont.size() > 1) {
+          SequenceState fork = state;
+          if (requests[i].need_greedy) {
+            // One decode step per token: the full logits show whether each token is the argmax.
+            std::vector<SequenceState*> seqs{&fork};
+            std::vector<float> step(static_cast<size_t>(V));
+            for (size_t t = 1; t < cont.size(); ++t) {
+              engine_.decode(seqs, &cont[t - 1], step.data());
+              bool am = false;
+              s += logprob_of(step.data(), V, cont[t], &am);
+              greedy = greedy && am;
+            }
+          } else {
+            lp.assign(cont.size() - 1, 0.f);
+            engine_.prefill(fork, cont.data(), int64_t(cont.size() - 1), cont.data() + 1, lp.data(), nullptr);
+            for (float v : lp) s += v;
+          }
+        }
+        out[i].logprob = s;
+        out[i].is_greedy = requests[i].need_greedy && greedy;
+        if (progress) progress(++done, n);
+      }
+      g = g_end;
+    }
+    return out;
+  }
+
+  void greedy_extend(std::vector<int32_t>& ids, int64_t max_new, const std::function<bool(int32_t)>& on_token) override {
+    if (ids.empty()) fail("generation needs at least one prompt token");
+    const int64_t V = engine_.config().vocab_size;
+    const int64_t T = std::min<int64_t>(int64_t(ids.size()), max_len_);
+    SequenceState s = engine_.new_sequence();
+    std::vector<float> logits(static_cast<size_t>(V));
+    engine_.prefill(s, ids.data() + ids.size() - size_t(T), T, nullptr, nullptr, logits.data());
+    std::vector<SequenceState*> seqs{&s};
+    for (int64_t k = 0; k < max_new; ++k) {
+      const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      ids.push_back(next);
+      if (on_token && !on_token(next)) break;
+      if (k + 1 < max_new) engine_.decode(seqs, &next, logits.data());
+    }
+  }
+
+ private:
+  InferenceEngine engine_;
+  int64_t max_len_;
+};
+
+}  // namespace
+
+std::unique_ptr<LogLikelihoodScorer> make_engine_scorer(Model& model, int64_t max_len) {
+  return std::make_unique<EngineScorer>(model, max_len);
+}
+
+}  // namespace txs::eval
