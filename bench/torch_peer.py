@@ -66,8 +66,8 @@ def parse_args(argv=None):
 ARGS = parse_args()
 
 # Allocator tuning, the CPU analogue of the jemalloc/tcmalloc advice in PyTorch's performance guides. With
-# glibc defaults every tensor above the mmap threshold (a few MB) is mmapped on allocation and unmapped on
-# free, so each step page-faults all of its activations afresh; on this VM a 4 KiB fault costs ~10 us and
+# glibc defaults every tensor above the mmap threshold (128 KiB, adapting up to at most 32 MiB) is mmapped on
+# allocation and unmapped on free, so each step page-faults its activations afresh; on this VM a 4 KiB fault costs ~10 us and
 # that alone made steps 10-30x slower than their arithmetic. Keeping freed memory in the process heap (no
 # mmap, no trim, one arena) makes steady-state steps reuse warm pages, as the C++ engine's reused buffers
 # do. glibc reads GLIBC_TUNABLES only at start-up, hence the re-exec.

@@ -374,11 +374,12 @@ TEST(EvalTasks, FewItemRunOfEveryTask) {
         EXPECT_GE(m.value, 0.0) << name;
         EXPECT_LE(m.value, 1.0) << name;
       }
-      if (m.name.find("perplexity") != std::string::npos) EXPECT_GT(m.value, 1.0) << name;
+      if (m.name.find("perplexity") != std::string::npos) {
+        EXPECT_GT(m.value, 1.0) << name;
+      }
     }
-    if (name == "needle" || name == "passkey") EXPECT_EQ(r.n, 6) << name;
-    else if (name == "wikitext" || name == "ptb") EXPECT_EQ(r.n, 1) << name;
-    else EXPECT_EQ(r.n, 2) << name;
+    const int64_t want_n = (name == "needle" || name == "passkey") ? 6 : (name == "wikitext" || name == "ptb") ? 1 : 2;
+    EXPECT_EQ(r.n, want_n) << name;
     std::printf("%-16s %.2fs\n", name.c_str(), r.seconds);
     results.push_back(std::move(r));
   }

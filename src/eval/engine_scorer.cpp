@@ -1,7 +1,7 @@
 // Log-likelihood scoring over the InferenceEngine with prefix reuse: requests are sorted by their model
-// input, each distinct context is prefilled once and its state is forked (copied) per continuation, and a
-// prefix shared with the next context (few-shot exemplars, a HellaSwag context) is prefilled once and
-// forked too.
+// input, each distinct context is prefilled once and its state is forked (copied) per continuation, and
+// every prefix it shares with the next context (few-shot exemplars) is prefilled once as a checkpoint that
+// later contexts fork from while they still start with it.
 #include <algorithm>
 #include <numeric>
 
@@ -46,41 +46,42 @@ class EngineScorer : public LogLikelihoodScorer {
     std::iota(order.begin(), order.end(), size_t(0));
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return prefix[a] < prefix[b]; });
 
-    // One cached shared prefix: its tokens, state and the logits after it.
-    std::vector<int32_t> cache_tokens;
-    SequenceState cache_state = engine_.new_sequence();
-    std::vector<float> cache_logits(static_cast<size_t>(V)), logits(static_cast<size_t>(V));
+    // Checkpoints along the current context: nested prefixes (len, state after them, logits after them).
+    // In sorted order, a checkpoint stays useful exactly while it is a prefix of the next context too.
+    struct Checkpoint {
+      size_t len;
+      SequenceState state;
+      std::vector<float> logits;
+    };
+    std::vector<Checkpoint> stack;
+    std::vector<float> logits(static_cast<size_t>(V));
     std::vector<float> lp;
+    const std::vector<int32_t>* prev = nullptr;
     size_t done = 0;
     for (size_t g = 0; g < n;) {
       const auto& P = prefix[order[g]];
       size_t g_end = g + 1;
       while (g_end < n && prefix[order[g_end]] == P) ++g_end;
-      // State after P, starting from the cached prefix when it is one of P's prefixes.
-      SequenceState state = engine_.new_sequence();
-      size_t have = 0;
-      const bool cache_ok = !cache_tokens.empty() && cache_tokens.size() <= P.size() &&
-                            std::equal(cache_tokens.begin(), cache_tokens.end(), P.begin());
-      if (!cache_ok && g_end < n) {
-        // Start a new shared prefix with the next distinct context.
+      const size_t keep = prev ? common_prefix(*prev, P) : 0;
+      while (!stack.empty() && stack.back().len > keep) stack.pop_back();
+      // A prefix shared with the next context is prefilled once, as a new checkpoint.
+      if (g_end < n) {
         const size_t L = std::min(common_prefix(P, prefix[order[g_end]]), P.size() - 1);
-        if (L >= kMinShared) {
-          cache_tokens.assign(P.begin(), P.begin() + int64_t(L));
-          cache_state = engine_.new_sequence();
-          engine_.prefill(cache_state, cache_tokens.data(), int64_t(L), nullptr, nullptr, cache_logits.data());
-        } else {
-          cache_tokens.clear();
+        const size_t base = stack.empty() ? 0 : stack.back().len;
+        if (L >= kMinShared && L >= base + kMinShared) {
+          Checkpoint c{L, stack.empty() ? engine_.new_sequence() : stack.back().state, std::vector<float>(size_t(V))};
+          engine_.prefill(c.state, P.data() + base, int64_t(L - base), nullptr, nullptr, c.logits.data());
+          stack.push_back(std::move(c));
         }
       }
-      if (!cache_tokens.empty() && cache_tokens.size() <= P.size() &&
-          std::equal(cache_tokens.begin(), cache_tokens.end(), P.begin())) {
-        state = cache_state;
-        have = cache_tokens.size();
-      }
+      // State after P: fork the deepest checkpoint and feed the rest.
+      SequenceState state = stack.empty() ? engine_.new_sequence() : stack.back().state;
+      const size_t have = stack.empty() ? 0 : stack.back().len;
       if (have < P.size())
         engine_.prefill(state, P.data() + have, int64_t(P.size() - have), nullptr, nullptr, logits.data());
       else
-        logits = cache_logits;
+        logits = stack.back().logits;
+      prev = &P;
 
       for (size_t k = g; k < g_end; ++k) {
         const size_t i = order[k];

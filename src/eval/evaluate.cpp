@@ -125,7 +125,6 @@ TaskResult run_triviaqa(const Tokenizer& tok, LogLikelihoodScorer& scorer, const
     // Keep room for the generation inside the window, as the harness does (left truncation).
     const int64_t keep = std::max<int64_t>(1, scorer.max_length() - opt.max_gen_toks);
     if (int64_t(ids.size()) > keep) ids.erase(ids.begin(), ids.end() - keep);
-    const size_t prompt_len = ids.size();
     std::string text;
     Tokenizer::StreamDecoder dec(tok);
     scorer.greedy_extend(ids, opt.max_gen_toks, [&](int32_t id) {
@@ -134,7 +133,6 @@ TaskResult run_triviaqa(const Tokenizer& tok, LogLikelihoodScorer& scorer, const
         if (text.find(s) != std::string::npos) return false;
       return id != tok.eos_id();
     });
-    (void)prompt_len;
     for (auto& s : stops) {
       const size_t p = text.find(s);
       if (p != std::string::npos) text.resize(p);
