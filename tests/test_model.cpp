@@ -40,7 +40,7 @@ void randomize_all(Model& m, uint64_t seed) {
   for (auto& p : m.params().params()) {
     float* w = m.params().weights() + p.offset;
     const bool unit = p.name.find("norm") != std::string::npos || p.name.find("residual") != std::string::npos ||
-                      p.name.size() > 2 && p.name.substr(p.name.size() - 2) == ".D";
+                      (p.name.size() > 2 && p.name.substr(p.name.size() - 2) == ".D");
     if (unit)
       for (int64_t i = 0; i < p.numel; ++i) w[i] = float(1.0 + 0.3 * rng.normal());
     else if (p.name.find("proj") != std::string::npos || p.name.find("embed") != std::string::npos ||

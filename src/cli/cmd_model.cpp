@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "infer/engine.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/safetensors.h"
@@ -60,6 +61,10 @@ void print_info(const Model& model) {
              model.num_params(), double(model.num_params()) / 1e6, embed, mixer, mlp, norms);
   fmt::print("layers: {} ssd, {} attention, {} mamba2\n", c.count(LayerType::Ssd), c.count(LayerType::Attention),
              c.count(LayerType::Mamba2));
+  // Decoding memory per sequence: constant SSD/conv state plus a KV cache for attention layers only.
+  for (int64_t ctx : {int64_t(1024), int64_t(4096), c.max_position_embeddings})
+    fmt::print("decoding state per sequence at context {}: {:.2f} MiB\n", ctx,
+               double(sequence_state_bytes(c, ctx)) / (1 << 20));
 }
 
 }  // namespace
