@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <iostream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -62,7 +63,7 @@ void print_info(const Model& model) {
   fmt::print("layers: {} ssd, {} attention, {} mamba2\n", c.count(LayerType::Ssd), c.count(LayerType::Attention),
              c.count(LayerType::Mamba2));
   // Decoding memory per sequence: constant SSD/conv state plus a KV cache for attention layers only.
-  for (int64_t ctx : {int64_t(1024), int64_t(4096), c.max_position_embeddings})
+  for (int64_t ctx : std::set<int64_t>{1024, 4096, c.max_position_embeddings})
     fmt::print("decoding state per sequence at context {}: {:.2f} MiB\n", ctx,
                double(sequence_state_bytes(c, ctx)) / (1 << 20));
 }
