@@ -46,7 +46,7 @@ cat > "$WORK/small.json" <<'JSON'
  "train": {"seq_len": 128, "batch_size": 4, "grad_accum": 2, "lr": 0.003, "warmup": 5, "val_every": 10,
            "val_batches": 2}}
 JSON
-COMMON=(--config "$WORK/small.json" --data "$CORPUS" --steps 60 --save-every 20 --seed 9)
+COMMON=(--config "$WORK/small.json" --data "$CORPUS" --steps 120 --save-every 20 --seed 9)
 "$BIN" train "${COMMON[@]}" --out "$WORK/full" > /dev/null 2>&1
 "$BIN" train "${COMMON[@]}" --out "$WORK/killed" > /dev/null 2>&1 &
 PID=$!
@@ -67,10 +67,10 @@ def losses(p):
         out[r["step"]] = (r.get("loss"), r.get("val_loss"))
     return out
 a, b = losses(sys.argv[1]), losses(sys.argv[2])
-assert sorted(a) == sorted(b) == list(range(0, 61)), (sorted(a), sorted(b))
+assert sorted(a) == sorted(b) == list(range(0, 121)), (sorted(a), sorted(b))
 bad = [(s, a[s], b[s]) for s in a if a[s] != b[s]]
 assert not bad, f"resumed run differs: {bad[:5]}"
-print("OK resume: 60 steps bit-identical")
+print("OK resume: 120 steps bit-identical")
 PY
 cmp "$WORK/full/checkpoint/model.safetensors" "$WORK/killed/checkpoint/model.safetensors" || fail "final weights differ"
 

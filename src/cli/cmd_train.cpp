@@ -80,8 +80,10 @@ void register_train_command(CLI::App& app) {
     }
     const int64_t steps_override = !resume->empty() && cmd->count("--steps") ? o->steps : -1;
     TrainResult r = train(opts, *resume, steps_override);
-    fmt::print("done: {} steps, final loss {:.4f}, val loss {:.4f} (start {:.4f})\n", r.steps_done, r.last_loss,
-               r.last_val_loss, r.first_val_loss);
+    fmt::print("done: {} steps, final loss {:.4f}", r.steps_done, r.last_loss);
+    if (r.last_val_loss > 0) fmt::print(", val loss {:.4f}", r.last_val_loss);
+    if (r.first_val_loss > 0) fmt::print(" (start {:.4f})", r.first_val_loss);
+    fmt::print("\n");
     fmt::print("checkpoint: {}\nmetrics:    {}\nloss curve: {}\n", r.checkpoint_dir, r.metrics_path, r.curve_path);
     if (!r.sample.empty()) fmt::print("sample:\n{}\n", r.sample);
   });

@@ -25,6 +25,7 @@
 // so A is read in any layout (transposed tiles cost nothing); B is read as rows of whole vectors, so it is
 // packed or copied once per tile, which the reuse of each tile amortises.
 #include "ops/cpu/attention.h"
+#include "ops/cpu/vec_exp.h"
 
 #include <omp.h>
 
@@ -184,34 +185,6 @@ void copy_rows(const T* X, int64_t ld, int64_t n, int64_t P, T* dst) {
     std::fill(dst + r * Pp + P, dst + r * Pp + Pp, T(0));
   }
 }
-
-// ---- Softmax pieces ----
-
-// exp(x) on the fp32 path. glibc's expf does not vectorise without -ffast-math and would cost more than the
-// tile products, so: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to degree 7 (error ~5e-9, below
-// fp32 rounding), 2^n put straight into the exponent bits. Inputs here are ≤ ~0 (scores minus their max or
-// their lse); x is clamped to [−87, 88] so 2^n stays a normal float (exp(−inf) gives ~1e-38, not 0: masked
-// entries are zeroed by the callers instead).
-inline float exp_fast(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  // Adding 1.5·2^23 rounds x·log2(e) to an integer that lands in the low mantissa bits.
-  const float shifter = 12582912.0f;
-  const float t = x * 1.44269504088896341f + shifter;
-  const float n = t - shifter;
-  const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(shifter);
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // ln2 split in two: n·ln2_hi is exact
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  return p * std::bit_cast<float>((ni + 127) << 23);
-}
-// The fp64 path exists for gradient checks: exactness matters there, not speed.
-inline double exp_fast(double x) { return std::exp(x); }
 
 // Tile sizes. Forward: the tile of keys is the row dimension of Sᵀ, the tile of queries its columns. Backward:
 // queries are the rows of S, keys its columns. 192 = 32 blocks of 6 rows = 3 panels of 64 fp32 columns, so

@@ -28,6 +28,7 @@
 #include "core/buffer.h"
 #include "core/error.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/vec_exp.h"
 
 namespace txs::cpu {
 namespace {
@@ -36,25 +37,10 @@ namespace {
 // computed (10 of 16 blocks at Q = 256) while each gemm stays large enough to run near peak.
 constexpr int64_t kTri = 64;
 
-// exp of a decay exponent (≤ 0 in practice). fp32: Cody–Waite range reduction and a degree-7 Taylor
-// polynomial, ≈1.3 ulp, written so the compiler vectorises it (libm's expf is not vectorised without
-// -ffast-math); results below e^−86 flush to 0 since subnormals are very slow in the gemms that follow and
-// are 0 at fp32 precision anyway. fp64 (gradient checks and tests): libm.
-inline float decay_exp(float x) {
-  const float xc = x < -86.0f ? -86.0f : (x > 88.0f ? 88.0f : x);
-  const float k = std::nearbyint(xc * 1.44269504088896341f);
-  const float r = (xc - k * 0.693145751953125f) - k * 1.428606765330187e-06f;  // ln 2 = hi + lo
-  float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const float two_k = std::bit_cast<float>((int32_t(k) + 127) << 23);
-  return x < -86.0f ? 0.0f : p * two_k;
-}
+// exp of a decay exponent (≤ 0 in practice). fp32: exp_fast (vec_exp.h), with results below e^−86 flushed
+// to 0, since subnormals are very slow in the gemms that follow and are 0 at fp32 precision anyway.
+// fp64 (gradient checks and tests): libm.
+inline float decay_exp(float x) { return x < -86.0f ? 0.0f : exp_fast(x); }
 inline double decay_exp(double x) { return std::exp(x); }
 
 template <class T>
