@@ -9,6 +9,7 @@
 #include "core/buffer.h"
 #include "core/error.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/vec_exp.h"
 
 namespace txs::cpu {
 
@@ -51,14 +52,14 @@ CrossEntropyResult lm_head_cross_entropy(const T* h, const T* W, const int32_t* 
       for (int64_t j = 1; j < vocab; ++j) m = z[j] > m ? z[j] : m;
       double sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < vocab; ++j) sum += double(std::exp(z[j] - m));
+      for (int64_t j = 0; j < vocab; ++j) sum += double(exp_fast(z[j] - m));
       const double lse = double(m) + std::log(sum);
       row_logprob[size_t(r0 + i)] = double(z[tgt]) - lse;
       if (dh) {
         // dL/dz_j = scale·(p_j − [j = target]), written over the logits.
         const T l = T(lse);
 #pragma omp simd
-        for (int64_t j = 0; j < vocab; ++j) z[j] = grad_scale * std::exp(z[j] - l);
+        for (int64_t j = 0; j < vocab; ++j) z[j] = grad_scale * exp_fast(z[j] - l);
         z[tgt] -= grad_scale;
       }
     }
