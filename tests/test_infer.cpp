@@ -15,8 +15,11 @@
 #include "infer/recompute_generate.h"
 #include "infer/text_stream.h"
 #include "model/model.h"
+#include "model_fixtures.h"
 
 using namespace txs;
+using txs::test::random_ids;
+using txs::test::randomize_weights;
 
 namespace {
 
@@ -39,27 +42,7 @@ ModelConfig small_config(const std::string& arch) {
                          {"max_position_embeddings", 64}});
 }
 
-std::vector<int32_t> random_ids(Rng& rng, int64_t n, int64_t vocab) {
-  std::vector<int32_t> v(static_cast<size_t>(n));
-  for (auto& x : v) x = int32_t(rng.below(uint64_t(vocab)));
-  return v;
-}
 
-// Weights far from the initialisation (larger projections, non-unit norms, residual scales and D) so that
-// every path visibly changes the output.
-void randomize(Model& m, uint64_t seed) {
-  Rng rng(seed);
-  for (auto& p : m.params().params()) {
-    float* w = m.params().weights() + p.offset;
-    const bool unit = p.name.find("norm") != std::string::npos || p.name.find("residual") != std::string::npos ||
-                      (p.name.size() > 2 && p.name.substr(p.name.size() - 2) == ".D");
-    if (unit)
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = float(1.0 + 0.3 * rng.normal());
-    else if (p.name.find("proj") != std::string::npos || p.name.find("embed") != std::string::npos ||
-             p.name.find("lm_head") != std::string::npos || p.name.find("conv1d") != std::string::npos)
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = float(0.3 * rng.normal());
-  }
-}
 
 struct Reference {
   std::vector<float> logprob, logits;  // [T], [T, V]
@@ -86,7 +69,7 @@ constexpr double kTol = 1e-4;
 
 TEST_P(InferArch, WholePrefillMatchesForward) {
   Model m(small_config(GetParam()));
-  randomize(m, 1);
+  randomize_weights(m, 1);
   Rng rng(2);
   const auto ids = random_ids(rng, 41, m.config().vocab_size);
   const Reference ref = full_forward(m, ids);
@@ -114,7 +97,7 @@ TEST_P(InferArch, WholePrefillMatchesForward) {
 
 TEST_P(InferArch, ChunkedPrefillOfRandomSizesChangesNothing) {
   Model m(small_config(GetParam()));
-  randomize(m, 3);
+  randomize_weights(m, 3);
   Rng rng(4);
   const int64_t T = 40, V = m.config().vocab_size;
   const auto ids = random_ids(rng, T + 1, V);
@@ -139,7 +122,7 @@ TEST_P(InferArch, ChunkedPrefillOfRandomSizesChangesNothing) {
 
 TEST_P(InferArch, TokenByTokenDecodeMatchesForward) {
   Model m(small_config(GetParam()));
-  randomize(m, 5);
+  randomize_weights(m, 5);
   Rng rng(6);
   const int64_t T = 30, V = m.config().vocab_size;
   const auto ids = random_ids(rng, T + 1, V);
@@ -165,7 +148,7 @@ TEST_P(InferArch, TokenByTokenDecodeMatchesForward) {
 
 TEST_P(InferArch, BatchedDecodeOfDifferentLengthsMatchesEachAlone) {
   Model m(small_config(GetParam()));
-  randomize(m, 7);
+  randomize_weights(m, 7);
   Rng rng(8);
   const int64_t V = m.config().vocab_size, steps = 6;
   const std::vector<int64_t> prompts = {3, 11, 1};
@@ -200,7 +183,7 @@ TEST_P(InferArch, BatchedDecodeOfDifferentLengthsMatchesEachAlone) {
 
 TEST_P(InferArch, ForkedAndRestoredSnapshotsContinueIdentically) {
   Model m(small_config(GetParam()));
-  randomize(m, 9);
+  randomize_weights(m, 9);
   Rng rng(10);
   const int64_t T = 24, half = 13, V = m.config().vocab_size;
   const auto ids = random_ids(rng, T + 1, V);
@@ -229,7 +212,7 @@ TEST_P(InferArch, ForkedAndRestoredSnapshotsContinueIdentically) {
 
 TEST_P(InferArch, GreedyGenerationEqualsArgmaxOfFullForward) {
   Model m(small_config(GetParam()));
-  randomize(m, 11);
+  randomize_weights(m, 11);
   Rng rng(12);
   const auto prompt = random_ids(rng, 5, m.config().vocab_size);
   SamplingParams greedy;
@@ -265,7 +248,7 @@ TEST(Infer, LongPromptCrossesTheInternalPrefillSplit) {
   ModelConfig c = small_config("transxssm");
   c.max_position_embeddings = 2048;
   Model m(c);
-  randomize(m, 13);
+  randomize_weights(m, 13);
   Rng rng(14);
   const int64_t T = InferenceEngine::kMaxChunk + 77, V = c.vocab_size;
   const auto ids = random_ids(rng, T + 1, V);
@@ -280,7 +263,7 @@ TEST(Infer, LongPromptCrossesTheInternalPrefillSplit) {
 TEST(Infer, GenerationPastTheTrainingLengthKeepsCountingPositions) {
   // max_position_embeddings is 64: decode to position 100 and compare with one forward over all 100 tokens.
   Model m(small_config("hybrid-nope"));
-  randomize(m, 15);
+  randomize_weights(m, 15);
   Rng rng(16);
   const int64_t T = 100, V = m.config().vocab_size;
   const auto ids = random_ids(rng, T + 1, V);
@@ -296,8 +279,8 @@ TEST(Infer, GenerationPastTheTrainingLengthKeepsCountingPositions) {
 
 TEST(Infer, SnapshotOfAnotherModelOrGarbageIsAOneLineError) {
   Model a(small_config("transxssm")), b(small_config("transxssm"));
-  randomize(a, 1);
-  randomize(b, 2);
+  randomize_weights(a, 1);
+  randomize_weights(b, 2);
   InferenceEngine ea(a), eb(b);
   SequenceState s = ea.new_sequence();
   const int32_t ids[3] = {1, 2, 3};

@@ -11,10 +11,13 @@
 #include "core/rng.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
+#include "model_fixtures.h"
 #include "model/safetensors.h"
 #include "oracle.h"
 
 using namespace txs;
+using txs::test::random_ids;
+using txs::test::randomize_weights;
 
 namespace {
 
@@ -27,27 +30,6 @@ nlohmann::json small_overrides(const std::string& arch) {
 }
 
 ModelConfig small_config(const std::string& arch) { return resolve_config("", "", small_overrides(arch)); }
-
-std::vector<int32_t> random_ids(Rng& rng, int64_t n, int64_t vocab) {
-  std::vector<int32_t> v(static_cast<size_t>(n));
-  for (auto& x : v) x = int32_t(rng.below(uint64_t(vocab)));
-  return v;
-}
-
-// Perturbs the non-default parameters (norm gains, residual scales, D) so that their gradients are generic.
-void randomize_all(Model& m, uint64_t seed) {
-  Rng rng(seed);
-  for (auto& p : m.params().params()) {
-    float* w = m.params().weights() + p.offset;
-    const bool unit = p.name.find("norm") != std::string::npos || p.name.find("residual") != std::string::npos ||
-                      (p.name.size() > 2 && p.name.substr(p.name.size() - 2) == ".D");
-    if (unit)
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = float(1.0 + 0.3 * rng.normal());
-    else if (p.name.find("proj") != std::string::npos || p.name.find("embed") != std::string::npos ||
-             p.name.find("lm_head") != std::string::npos)
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = float(0.2 * rng.normal());
-  }
-}
 
 }  // namespace
 
@@ -151,7 +133,7 @@ TEST_P(ModelGradient, EveryParameterTensorMatchesFiniteDifferences) {
   over["tie_word_embeddings"] = GetParam() != "transformer";
   Model model(resolve_config("", "", over));
   model.init(3);
-  randomize_all(model, 11);
+  randomize_weights(model, 11, 0.2);
   const int64_t B = 2, T = 13, V = model.config().vocab_size;
   Rng rng(5);
   auto ids = random_ids(rng, B * T, V);
