@@ -17,6 +17,8 @@ static const char* kDefaultCorpus = "/usr/share/games/fortunes";
 
 void register_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a model on text files or prepared token shards");
+  // A flag given twice takes its last value, so scripts/demo.sh can pass overrides after its defaults.
+  cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   auto o = std::make_shared<TrainOptions>();
   auto resume = std::make_shared<std::string>();
   auto config = std::make_shared<std::string>();
@@ -25,7 +27,8 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--arch", o->arch, "architecture: transxssm transformer mamba2 jamba hybrid-conv hybrid-nope");
   cmd->add_option("--size", o->size, "size preset: tiny 320m 1.3b");
   cmd->add_option("--data", o->data, "text files / directories, or one `prepare` output directory")
-      ->expected(1, -1);
+      ->expected(1, -1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: UTF-8 bytes as tokens)");
   cmd->add_option("--val-fraction", o->val_fraction, "share of text held out for validation");
   cmd->add_option("--steps", o->steps, "optimizer steps");
