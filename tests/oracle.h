@@ -35,7 +35,7 @@ inline OracleTensors torch_oracle(const std::string& kernel, const OracleTensors
   const std::string dir = scratch_dir("oracle_" + kernel);
   const std::string in = dir + "/in.safetensors", out = dir + "/out.safetensors";
   SafetensorsWriter w;
-  for (auto& [name, t] : inputs) w.add(name, DType::F64, t.shape, t.data.data());
+  for (auto& [name, t] : inputs) w.add(name, FileDType::F64, t.shape, t.data.data());
   w.set_metadata("attrs", attrs.dump());
   w.write(in);
   const std::string cmd = std::string("/usr/bin/python3 ") + TRANSXSSM_SOURCE_DIR +

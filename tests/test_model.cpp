@@ -37,7 +37,7 @@ TEST(Config, ArchitecturesFollowSpecSection7) {
   auto t = resolve_config("transxssm", "tiny");
   ASSERT_EQ(t.layer_types.size(), 8u);
   for (int i = 0; i < 8; ++i) EXPECT_EQ(t.layer_types[size_t(i)], i == 7 ? LayerType::Attention : LayerType::Ssd);
-  EXPECT_EQ(t.ssm_position, "rope");
+  EXPECT_EQ(t.ssm_position, SsmPosition::Rope);
   EXPECT_EQ(t.head_dim, 64);
   EXPECT_EQ(t.ssm_state_size, 64);
   auto tr = resolve_config("transformer", "tiny");
@@ -47,9 +47,9 @@ TEST(Config, ArchitecturesFollowSpecSection7) {
   auto j = resolve_config("jamba", "tiny");
   EXPECT_EQ(j.layer_types[4], LayerType::Attention);
   EXPECT_EQ(j.count(LayerType::Mamba2), 7);
-  EXPECT_EQ(j.attention_position, "none");
-  EXPECT_EQ(resolve_config("hybrid-conv", "tiny").ssm_position, "conv");
-  EXPECT_EQ(resolve_config("hybrid-nope", "tiny").ssm_position, "none");
+  EXPECT_EQ(j.attention_position, AttentionPosition::None);
+  EXPECT_EQ(resolve_config("hybrid-conv", "tiny").ssm_position, SsmPosition::Conv);
+  EXPECT_EQ(resolve_config("hybrid-nope", "tiny").ssm_position, SsmPosition::None);
   auto big = resolve_config("transxssm", "320m");
   EXPECT_EQ(big.hidden_size, 1024);
   EXPECT_EQ(big.num_hidden_layers, 32);

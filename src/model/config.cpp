@@ -52,16 +52,19 @@ namespace {
 struct ArchPreset {
   bool all_attention = false, mamba = false;
   int64_t offset = 7;
-  std::string ssm_position = "rope", attention_position = "rope";
+  SsmPosition ssm_position = SsmPosition::Rope;
+  AttentionPosition attention_position = AttentionPosition::Rope;
   bool all_ssm = false;
 };
 ArchPreset arch_preset(const std::string& arch) {
   if (arch == "transxssm") return {};
-  if (arch == "transformer") return {true, false, 7, "rope", "rope"};
-  if (arch == "mamba2") return {false, true, 7, "conv", "rope", true};
-  if (arch == "jamba") return {false, true, 4, "conv", "none"};
-  if (arch == "hybrid-conv") return {false, false, 7, "conv", "rope"};
-  if (arch == "hybrid-nope") return {false, false, 7, "none", "rope"};
+  using S = SsmPosition;
+  using A = AttentionPosition;
+  if (arch == "transformer") return {true, false, 7, S::Rope, A::Rope};
+  if (arch == "mamba2") return {false, true, 7, S::Conv, A::Rope, true};
+  if (arch == "jamba") return {false, true, 4, S::Conv, A::None};
+  if (arch == "hybrid-conv") return {false, false, 7, S::Conv, A::Rope};
+  if (arch == "hybrid-nope") return {false, false, 7, S::None, A::Rope};
   std::string names;
   for (auto& n : architecture_names()) names += (names.empty() ? "" : ", ") + n;
   fail("config: unknown architecture '{}' (expected one of {})", arch, names);
@@ -92,6 +95,30 @@ static T get_field(const nlohmann::json& j, const char* key) {
   } catch (const std::exception&) {
     fail("config: field '{}' has the wrong type ({})", key, j.dump());
   }
+}
+
+const char* position_name(SsmPosition p) {
+  switch (p) {
+    case SsmPosition::Rope: return "rope";
+    case SsmPosition::Conv: return "conv";
+    case SsmPosition::None: return "none";
+  }
+  return "?";
+}
+
+const char* position_name(AttentionPosition p) { return p == AttentionPosition::Rope ? "rope" : "none"; }
+
+SsmPosition parse_ssm_position(const std::string& s) {
+  if (s == "rope") return SsmPosition::Rope;
+  if (s == "conv") return SsmPosition::Conv;
+  if (s == "none") return SsmPosition::None;
+  fail("config: ssm_position must be rope, conv or none, got '{}'", s);
+}
+
+AttentionPosition parse_attention_position(const std::string& s) {
+  if (s == "rope") return AttentionPosition::Rope;
+  if (s == "none") return AttentionPosition::None;
+  fail("config: attention_position must be rope or none, got '{}'", s);
 }
 
 ModelConfig resolve_config(const std::string& arch_in, const std::string& size_in, const nlohmann::json& overrides) {
@@ -128,8 +155,9 @@ ModelConfig resolve_config(const std::string& arch_in, const std::string& size_i
       explicit_layers = true;
     } else if (key == "attn_layer_period") c.attn_layer_period = get_field<int64_t>(v, k);
     else if (key == "attn_layer_offset") c.attn_layer_offset = get_field<int64_t>(v, k);
-    else if (key == "ssm_position") c.ssm_position = get_field<std::string>(v, k);
-    else if (key == "attention_position") c.attention_position = get_field<std::string>(v, k);
+    else if (key == "ssm_position") c.ssm_position = parse_ssm_position(get_field<std::string>(v, k));
+    else if (key == "attention_position")
+      c.attention_position = parse_attention_position(get_field<std::string>(v, k));
     else if (key == "ssm_chunk_size") c.ssm_chunk_size = get_field<int64_t>(v, k);
     else if (key == "conv_kernel") c.conv_kernel = get_field<int64_t>(v, k);
     else if (key == "rope_theta") c.rope_theta = get_field<double>(v, k);
@@ -187,10 +215,6 @@ void ModelConfig::validate() const {
          num_attention_heads);
   if (head_dim % 2) fail("config: head_dim {} must be even (rotate-half RoPE)", head_dim);
   if (ssm_state_size % 2) fail("config: ssm_state_size {} must be even (rotate-half RoPE)", ssm_state_size);
-  if (ssm_position != "rope" && ssm_position != "conv" && ssm_position != "none")
-    fail("config: ssm_position must be rope, conv or none, got '{}'", ssm_position);
-  if (attention_position != "rope" && attention_position != "none")
-    fail("config: attention_position must be rope or none, got '{}'", attention_position);
   if (!(rms_norm_eps > 0) || !(mamba_norm_eps > 0)) fail("config: norm eps must be positive");
   if (!(rope_theta > 1)) fail("config: rope_theta must be > 1, got {}", rope_theta);
   if (!(initializer_range >= 0)) fail("config: initializer_range must be ≥ 0");
@@ -223,8 +247,8 @@ nlohmann::ordered_json ModelConfig::to_json() const {
   j["layer_types"] = types;
   j["attn_layer_period"] = attn_layer_period;
   j["attn_layer_offset"] = attn_layer_offset;
-  j["ssm_position"] = ssm_position;
-  j["attention_position"] = attention_position;
+  j["ssm_position"] = position_name(ssm_position);
+  j["attention_position"] = position_name(attention_position);
   j["ssm_chunk_size"] = ssm_chunk_size;
   j["conv_kernel"] = conv_kernel;
   j["rope_theta"] = rope_theta;

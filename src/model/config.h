@@ -10,6 +10,14 @@ namespace txs {
 
 enum class LayerType { Ssd, Attention, Mamba2 };
 const char* layer_type_name(LayerType t);
+// How SSD layers see position (spec section 7): Unified RoPE on C and B, a short causal conv (the
+// Mamba-2 way), or nothing; attention layers: Unified RoPE on q and k, or nothing.
+enum class SsmPosition { Rope, Conv, None };
+enum class AttentionPosition { Rope, None };
+const char* position_name(SsmPosition p);
+const char* position_name(AttentionPosition p);
+SsmPosition parse_ssm_position(const std::string& s);              // throws on anything else
+AttentionPosition parse_attention_position(const std::string& s);  // throws on anything else
 
 struct ModelConfig {
   std::string arch = "transxssm";
@@ -24,8 +32,8 @@ struct ModelConfig {
   std::vector<LayerType> layer_types;
   int64_t attn_layer_period = 8;
   int64_t attn_layer_offset = 7;
-  std::string ssm_position = "rope";        // rope | conv | none
-  std::string attention_position = "rope";  // rope | none
+  SsmPosition ssm_position = SsmPosition::Rope;
+  AttentionPosition attention_position = AttentionPosition::Rope;
   int64_t ssm_chunk_size = 256;
   int64_t conv_kernel = 4;
   double rope_theta = 10000.0;

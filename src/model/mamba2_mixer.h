@@ -10,19 +10,24 @@ namespace txs {
 class Mamba2Mixer final : public Layer {
  public:
   Mamba2Mixer(const ModelConfig& config, ParamStore& store, const std::string& prefix);
-  void bind(ParamStore& store) override;
-  void forward(Backend& be, const Pass& pass, const float* u, float* out) override;
-  void backward(Backend& be, const Pass& pass, const float* u, const float* dout, float* du,
-                Workspace& ws) override;
+  void forward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& out) override;
+  void backward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& dout, const Tensor& du,
+                Arena& scratch) override;
+  LayerState new_state(Backend& be) const override;
+  void forward_cached(Backend& be, const CachedPass& pass, const Tensor& u, const Tensor& out) override;
+  // Floats of state one sequence holds (SSD state, conv tail).
+  static int64_t state_floats(const ModelConfig& c);
 
  private:
   SsdShape shape(const Pass& pass) const;
+  // Everything after the conv: dt, the scan (plain or stateful), gated norm, out projection.
+  void finish(Backend& be, const Pass& pass, const CachedPass* cached, const Tensor& out);
   const ModelConfig& c_;
+  ParamStore& store_;
   int64_t d_, E_d_, Hm_, P_, G_, N_, conv_ch_, in_width_;
-  int i_in_, i_conv_w_, i_conv_b_, i_A_log_, i_dt_bias_ = -1, i_D_, i_norm_, i_out_;
-  float *W_in_, *conv_w_, *conv_b_, *A_log_, *dt_bias_ = nullptr, *D_, *norm_, *W_out_;
-  float *dW_in_, *dconv_w_, *dconv_b_, *dA_log_, *ddt_bias_ = nullptr, *dD_, *dnorm_, *dW_out_;
-  Buffer<float> zxbcdt_, xbc_, dt_, y_, gated_, normed_, rstd_, A_, dA_;
+  ParamRef in_, conv_w_, conv_b_, A_log_, dt_bias_, D_, norm_, out_;
+  DeviceBuffer zxbcdt_, xbc_, dt_, y_, gated_, normed_, rstd_, A_;  // activations saved for backward
+  DeviceBuffer window_, conv_out_, final_state_;                     // stateful-pass scratch
 };
 
 }  // namespace txs

@@ -1,4 +1,5 @@
-// SwiGLU feed-forward: down( silu(gate(u)) ⊙ up(u) ), gate and up fused into one GEMM.
+// SwiGLU feed-forward: down( silu(gate(u)) ⊙ up(u) ), gate and up fused into one GEMM. Stateless: its
+// stateful path is its forward.
 #pragma once
 #include <string>
 
@@ -9,16 +10,15 @@ namespace txs {
 class SwiGluMlp final : public Layer {
  public:
   SwiGluMlp(const ModelConfig& config, ParamStore& store, const std::string& prefix);
-  void bind(ParamStore& store) override;
-  void forward(Backend& be, const Pass& pass, const float* u, float* out) override;
-  void backward(Backend& be, const Pass& pass, const float* u, const float* dout, float* du,
-                Workspace& ws) override;
+  void forward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& out) override;
+  void backward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& dout, const Tensor& du,
+                Arena& scratch) override;
 
  private:
+  ParamStore& store_;
   int64_t d_, I_;
-  int i_gate_up_, i_down_;
-  float *W_gate_up_, *W_down_, *dW_gate_up_, *dW_down_;
-  Buffer<float> gate_up_, act_;
+  ParamRef gate_up_, down_;  // gate_up_: gate and up fused
+  DeviceBuffer gate_up_buf_, act_;
 };
 
 }  // namespace txs

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -14,92 +15,106 @@ namespace txs {
 // One residual block: h = w1⊙h + Mixer(RMSNorm1(h)); h = w2⊙h + MLP(RMSNorm2(h)).
 struct Model::Block {
   std::unique_ptr<Layer> mixer, mlp;
-  int i_norm1 = -1, i_res1 = -1, i_norm2 = -1, i_res2 = -1;
-  float *norm1 = nullptr, *res1 = nullptr, *norm2 = nullptr, *res2 = nullptr;
-  float *dnorm1 = nullptr, *dres1 = nullptr, *dnorm2 = nullptr, *dres2 = nullptr;
-  Buffer<float> mid, n1, n2, rstd1, rstd2;  // saved activations
+  ParamRef norm1, res1, norm2, res2;
+  DeviceBuffer mid, n1, n2, rstd1, rstd2;  // activations saved for backward (training passes)
 };
+
+namespace {
+// The block's activations of one pass: [rows, hidden] except the norm statistics [1, rows].
+struct BlockActs {
+  Tensor n1, mid, n2, rstd1, rstd2;
+};
+BlockActs acts_of(DeviceBuffer& n1, DeviceBuffer& mid, DeviceBuffer& n2, DeviceBuffer& r1, DeviceBuffer& r2,
+                  int64_t rows, int64_t d) {
+  for (DeviceBuffer* b : {&n1, &mid, &n2}) b->resize(rows * d);
+  r1.resize(rows), r2.resize(rows);
+  return {n1.mat(rows, d), mid.mat(rows, d), n2.mat(rows, d), r1.mat(1, rows), r2.mat(1, rows)};
+}
+}  // namespace
 
 Model::Model(ModelConfig config, Backend& backend)
     : config_(std::move(config)),
       be_(backend),
-      rope_head_(config_.head_dim, config_.rope_theta),
-      rope_state_(config_.ssm_state_size, config_.rope_theta) {
+      store_(backend),
+      rope_head_(backend, config_.head_dim, config_.rope_theta),
+      rope_state_(backend, config_.ssm_state_size, config_.rope_theta),
+      scratch_(backend),
+      ids_(backend, DType::I32),
+      targets_(backend, DType::I32),
+      pos_(backend, DType::I32),
+      stream_(backend),
+      final_(backend),
+      final_rstd_(backend),
+      dstream_(backend),
+      dtmp_(backend),
+      dbranch_(backend),
+      out_(backend) {
   config_.validate();
   const auto& c = config_;
   const int64_t d = c.hidden_size;
-  i_embed_ = store_.add("model.word_embed.weight", {c.vocab_size, d}, true, c.tie_word_embeddings);
+  embed_ = store_.add({"model.word_embed.weight", {c.vocab_size, d}, Init::Normal, true, c.tie_word_embeddings});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     auto b = std::make_unique<Block>();
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    b->i_norm1 = store_.add(p + "pre_sequence_layernorm.weight", {d}, false, false);
-    if (c.residual_scale) b->i_res1 = store_.add(p + "post_sequence_residual.weight", {d}, false, false);
+    b->norm1 = store_.add({p + "pre_sequence_layernorm.weight", {d}, Init::Ones});
+    if (c.residual_scale) b->res1 = store_.add({p + "post_sequence_residual.weight", {d}, Init::Ones});
     switch (c.layer_types[size_t(i)]) {
-      case LayerType::Ssd: b->mixer = std::make_unique<SsdMixer>(c, store_, p + "ssd."); break;
-      case LayerType::Attention: b->mixer = std::make_unique<AttentionMixer>(c, store_, p + "attn."); break;
-      case LayerType::Mamba2: b->mixer = std::make_unique<Mamba2Mixer>(c, store_, p + "mamba."); break;
+      case LayerType::Ssd: b->mixer = std::make_unique<SsdMixer>(config_, store_, p + "ssd."); break;
+      case LayerType::Attention: b->mixer = std::make_unique<AttentionMixer>(config_, store_, p + "attn."); break;
+      case LayerType::Mamba2: b->mixer = std::make_unique<Mamba2Mixer>(config_, store_, p + "mamba."); break;
     }
-    b->i_norm2 = store_.add(p + "pre_state_layernorm.weight", {d}, false, false);
-    if (c.residual_scale) b->i_res2 = store_.add(p + "post_state_residual.weight", {d}, false, false);
-    b->mlp = std::make_unique<SwiGluMlp>(c, store_, p + "feed_forward.");
+    b->norm2 = store_.add({p + "pre_state_layernorm.weight", {d}, Init::Ones});
+    if (c.residual_scale) b->res2 = store_.add({p + "post_state_residual.weight", {d}, Init::Ones});
+    b->mlp = std::make_unique<SwiGluMlp>(config_, store_, p + "feed_forward.");
+    for (DeviceBuffer* buf : {&b->mid, &b->n1, &b->n2, &b->rstd1, &b->rstd2}) buf->bind(backend);
     blocks_.push_back(std::move(b));
   }
-  i_final_norm_ = store_.add("model.final_layernorm.weight", {d}, false, false);
-  if (!c.tie_word_embeddings) i_head_ = store_.add("lm_head.weight", {c.vocab_size, d}, true, true);
+  final_norm_ = store_.add({"model.final_layernorm.weight", {d}, Init::Ones});
+  if (!c.tie_word_embeddings) head_ = store_.add({"lm_head.weight", {c.vocab_size, d}, Init::Normal, true, true});
   store_.allocate();
-  for (auto& b : blocks_) {
-    b->norm1 = store_.weight(b->i_norm1), b->dnorm1 = store_.grad(b->i_norm1);
-    b->norm2 = store_.weight(b->i_norm2), b->dnorm2 = store_.grad(b->i_norm2);
-    if (b->i_res1 >= 0) b->res1 = store_.weight(b->i_res1), b->dres1 = store_.grad(b->i_res1);
-    if (b->i_res2 >= 0) b->res2 = store_.weight(b->i_res2), b->dres2 = store_.grad(b->i_res2);
-    b->mixer->bind(store_);
-    b->mlp->bind(store_);
-  }
   // Weights start at zero: callers either init(seed) or load a checkpoint (drawing 1.3B normals twice is slow).
 }
 
 Model::~Model() = default;
 
-static bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 void Model::init(uint64_t seed) {
   const double std = config_.initializer_range;
   const auto& params = store_.params();
+  std::vector<float> w;
   for (size_t k = 0; k < params.size(); ++k) {
     const Param& p = params[k];
-    float* w = store_.weights() + p.offset;
+    w.resize(size_t(p.numel));
     Rng rng(hash64(seed, k, 0x7472616e73ULL));
-    const std::string& n = p.name;
-    if (ends_with(n, "layernorm.weight") || ends_with(n, "residual.weight") || ends_with(n, "norm.weight") ||
-        ends_with(n, ".D")) {
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = 1.0f;
-    } else if (ends_with(n, "A_log")) {
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = float(std::log(rng.uniform(1.0, 16.0)));
-    } else if (ends_with(n, "dt_bias")) {
-      // Mamba-2: dt = exp(U[log 1e-3, log 1e-1]) floored at 1e-4; dt_bias = softplus⁻¹(dt).
-      for (int64_t i = 0; i < p.numel; ++i) {
-        double dt = std::exp(rng.uniform(std::log(1e-3), std::log(1e-1)));
-        dt = std::max(dt, 1e-4);
-        w[i] = float(dt + std::log(-std::expm1(-dt)));
+    switch (p.init) {
+      case Init::Ones: std::fill(w.begin(), w.end(), 1.0f); break;
+      case Init::ALog:
+        for (auto& x : w) x = float(std::log(rng.uniform(1.0, 16.0)));
+        break;
+      case Init::DtBias:
+        // Mamba-2: dt = exp(U[log 1e-3, log 1e-1]) floored at 1e-4; dt_bias = softplus⁻¹(dt).
+        for (auto& x : w) {
+          double dt = std::exp(rng.uniform(std::log(1e-3), std::log(1e-1)));
+          dt = std::max(dt, 1e-4);
+          x = float(dt + std::log(-std::expm1(-dt)));
+        }
+        break;
+      case Init::ConvUniform: {
+        // PyTorch's Conv1d default (kaiming-uniform, a = √5): U(−1/√fan_in, 1/√fan_in), fan_in = kernel width.
+        const double bound = 1.0 / std::sqrt(double(config_.conv_kernel));
+        for (auto& x : w) x = float(rng.uniform(-bound, bound));
+        break;
       }
-    } else if (ends_with(n, "conv1d.weight") || ends_with(n, "conv1d.bias")) {
-      // PyTorch's Conv1d default (kaiming-uniform, a = √5): U(−1/√fan_in, 1/√fan_in), fan_in = kernel width.
-      const double bound = 1.0 / std::sqrt(double(config_.conv_kernel));
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = float(rng.uniform(-bound, bound));
-    } else {
-      for (int64_t i = 0; i < p.numel; ++i) w[i] = float(std * rng.normal());
+      case Init::Normal:
+        for (auto& x : w) x = float(std * rng.normal());
+        break;
     }
+    be_.upload(w.data(), store_.all_weights().col_slice(p.offset, p.numel));
   }
 }
 
 int64_t Model::matmul_params() const {
   int64_t n = 0;
-  for (auto& p : store_.params()) n += p.matmul ? p.numel : 0;
-  if (config_.tie_word_embeddings) {
-    // The tied embedding is registered as a matmul parameter: it is the LM head.
-  }
+  for (auto& p : store_.params()) n += p.matmul ? p.numel : 0;  // a tied embedding is registered as the LM head
   return n;
 }
 
@@ -128,46 +143,51 @@ void Model::check_ids(const int32_t* ids, const int32_t* targets, int64_t n) con
   }
 }
 
-const float* Model::head_weight() {
-  return store_.weight(config_.tie_word_embeddings ? i_embed_ : i_head_);
+Tensor Model::head_weight() const { return store_.weight(config_.tie_word_embeddings ? embed_ : head_); }
+
+// Positions of the pass's rows: given, or start[b] + t (start null: 0) for token t of batch row b.
+void Model::set_positions(Pass& pass, const int32_t* positions, int64_t batch, int64_t seq, const int64_t* start) {
+  const int64_t rows = batch * seq;
+  host_pos_.resize(size_t(rows));
+  int64_t max_pos = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t p = positions ? positions[r] : (start ? start[r / seq] : 0) + r % seq;
+    if (p < 0) fail("negative position {}", p);
+    if (p >= (int64_t(1) << 31) - 1) fail("position {} is too large", p);
+    host_pos_[size_t(r)] = int32_t(p);
+    max_pos = std::max(max_pos, p);
+  }
+  rope_head_.ensure(max_pos + 1);
+  rope_state_.ensure(max_pos + 1);
+  pos_.resize(rows);
+  be_.upload(host_pos_.data(), pos_.mat(1, rows));
+  pass.batch = batch, pass.seq = seq, pass.pos = pos_.mat(1, rows);
+  pass.rope_head = rope_head_.coeffs(), pass.rope_state = rope_state_.coeffs();
 }
 
 void Model::run_forward(const int32_t* ids, int64_t batch, int64_t seq, const int32_t* positions) {
   const int64_t rows = batch * seq, d = config_.hidden_size, L = config_.num_hidden_layers;
-  pos_.resize(size_t(rows));
-  int32_t max_pos = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    pos_[size_t(r)] = positions ? positions[r] : int32_t(r % seq);
-    if (pos_[size_t(r)] < 0) fail("negative position {}", pos_[size_t(r)]);
-    max_pos = std::max(max_pos, pos_[size_t(r)]);
-  }
-  rope_head_.ensure(max_pos + 1);
-  rope_state_.ensure(max_pos + 1);
-  pass_.batch = batch, pass_.seq = seq, pass_.pos = pos_.data();
-  pass_.rope_head = &rope_head_, pass_.rope_state = &rope_state_;
-
-  stream_.resize(size_t((L + 1) * rows * d));
-  be_.embedding_forward(ids, store_.weight(i_embed_), stream_.data(), rows, d);
+  set_positions(pass_, positions, batch, seq, nullptr);
+  ids_.resize(rows);
+  be_.upload(ids, ids_.mat(1, rows));
+  stream_.resize((L + 1) * rows * d);
+  const Tensor stream = stream_.mat((L + 1) * rows, d);
+  be_.embedding_forward(ids_.mat(1, rows), store_.weight(embed_), stream.row_slice(0, rows));
   for (int64_t l = 0; l < L; ++l) {
     Block& b = *blocks_[size_t(l)];
-    const float* h_in = stream_.data() + l * rows * d;
-    float* h_out = stream_.data() + (l + 1) * rows * d;
-    b.mid.resize(size_t(rows * d));
-    b.n1.resize(size_t(rows * d));
-    b.n2.resize(size_t(rows * d));
-    b.rstd1.resize(size_t(rows));
-    b.rstd2.resize(size_t(rows));
-    be_.rmsnorm_forward(h_in, b.norm1, b.n1.data(), b.rstd1.data(), rows, d, config_.rms_norm_eps);
-    b.mixer->forward(be_, pass_, b.n1.data(), b.mid.data());                 // mid = Mixer(n1)
-    be_.residual_forward(h_in, b.res1, b.mid.data(), b.mid.data(), rows, d);  // mid = w1⊙h + mid
-    be_.rmsnorm_forward(b.mid.data(), b.norm2, b.n2.data(), b.rstd2.data(), rows, d, config_.rms_norm_eps);
-    b.mlp->forward(be_, pass_, b.n2.data(), h_out);
-    be_.residual_forward(b.mid.data(), b.res2, h_out, h_out, rows, d);
+    const Tensor h_in = stream.row_slice(l * rows, rows), h_out = stream.row_slice((l + 1) * rows, rows);
+    const BlockActs a = acts_of(b.n1, b.mid, b.n2, b.rstd1, b.rstd2, rows, d);
+    be_.rmsnorm_forward(h_in, store_.weight(b.norm1), a.n1, a.rstd1, config_.rms_norm_eps);
+    b.mixer->forward(be_, pass_, a.n1, a.mid);                            // mid = Mixer(n1)
+    be_.residual_forward(h_in, store_.weight(b.res1), a.mid, a.mid);      // mid = w1⊙h + mid
+    be_.rmsnorm_forward(a.mid, store_.weight(b.norm2), a.n2, a.rstd2, config_.rms_norm_eps);
+    b.mlp->forward(be_, pass_, a.n2, h_out);
+    be_.residual_forward(a.mid, store_.weight(b.res2), h_out, h_out);
   }
-  final_.resize(size_t(rows * d));
-  final_rstd_.resize(size_t(rows));
-  be_.rmsnorm_forward(stream_.data() + L * rows * d, store_.weight(i_final_norm_), final_.data(), final_rstd_.data(),
-                      rows, d, config_.rms_norm_eps);
+  final_.resize(rows * d);
+  final_rstd_.resize(rows);
+  be_.rmsnorm_forward(stream.row_slice(L * rows, rows), store_.weight(final_norm_), final_.mat(rows, d),
+                      final_rstd_.mat(1, rows), config_.rms_norm_eps);
 }
 
 CrossEntropyResult Model::forward(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
@@ -175,50 +195,133 @@ CrossEntropyResult Model::forward(const int32_t* ids, const int32_t* targets, in
   check_ids(ids, targets, batch * seq);
   run_forward(ids, batch, seq, positions);
   const int64_t rows = batch * seq, d = config_.hidden_size, V = config_.vocab_size;
-  if (logits) be_.lm_head_logits(final_.data(), head_weight(), logits, rows, d, V);
+  const Tensor h = final_.mat(rows, d);
+  if (logits) {
+    out_.resize(rows * V);
+    be_.lm_head_logits(h, head_weight(), out_.mat(rows, V));
+    be_.download(out_.mat(rows, V), logits);
+  }
   if (!targets) return {};
-  return be_.lm_head_cross_entropy(final_.data(), head_weight(), targets, rows, d, V, target_logprob, nullptr,
-                                   nullptr, 0.0f);
+  targets_.resize(rows);
+  be_.upload(targets, targets_.mat(1, rows));
+  out_.resize(rows);
+  const Tensor lp = target_logprob ? out_.mat(1, rows) : Tensor{};
+  const CrossEntropyResult r =
+      be_.lm_head_cross_entropy(h, head_weight(), targets_.mat(1, rows), lp, Tensor{}, Tensor{}, 0.0f);
+  if (target_logprob) be_.download(lp, target_logprob);
+  return r;
 }
 
 void Model::forward_last(const int32_t* ids, int64_t seq, float* logits) {
   check_ids(ids, nullptr, seq);
   run_forward(ids, 1, seq, nullptr);
-  const int64_t d = config_.hidden_size;
-  be_.lm_head_logits(final_.data() + (seq - 1) * d, head_weight(), logits, 1, d, config_.vocab_size);
+  const int64_t d = config_.hidden_size, V = config_.vocab_size;
+  out_.resize(V);
+  be_.lm_head_logits(final_.mat(seq, d).row_slice(seq - 1, 1), head_weight(), out_.mat(1, V));
+  be_.download(out_.mat(1, V), logits);
 }
 
 CrossEntropyResult Model::forward_backward(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
                                            float grad_scale, const int32_t* positions) {
   check_ids(ids, targets, batch * seq);
   run_forward(ids, batch, seq, positions);
-  const int64_t rows = batch * seq, d = config_.hidden_size, V = config_.vocab_size, L = config_.num_hidden_layers;
-  float* dhead = store_.grad(config_.tie_word_embeddings ? i_embed_ : i_head_);
-  dstream_.resize(size_t(rows * d));
-  dtmp_.resize(size_t(rows * d));
-  dbranch_.resize(size_t(rows * d));
-  float *dh = dstream_.data(), *dtmp = dtmp_.data(), *dbranch = dbranch_.data();
+  const int64_t rows = batch * seq, d = config_.hidden_size, L = config_.num_hidden_layers;
+  targets_.resize(rows);
+  be_.upload(targets, targets_.mat(1, rows));
+  dstream_.resize(rows * d);
+  dtmp_.resize(rows * d);
+  dbranch_.resize(rows * d);
+  const Tensor dh = dstream_.mat(rows, d), dtmp = dtmp_.mat(rows, d), dbranch = dbranch_.mat(rows, d);
+  const Tensor stream = stream_.mat((L + 1) * rows, d);
+  const Tensor dhead = store_.grad(config_.tie_word_embeddings ? embed_ : head_);
   // dtmp = ∂L/∂(final normed hidden); then through the final norm into dh.
-  const CrossEntropyResult ce = be_.lm_head_cross_entropy(final_.data(), head_weight(), targets, rows, d, V, nullptr,
-                                                          dtmp, dhead, grad_scale);
-  be_.rmsnorm_backward(dtmp, stream_.data() + L * rows * d, store_.weight(i_final_norm_), final_rstd_.data(), dh,
-                       store_.grad(i_final_norm_), rows, d);
+  const CrossEntropyResult ce = be_.lm_head_cross_entropy(final_.mat(rows, d), head_weight(), targets_.mat(1, rows),
+                                                          Tensor{}, dtmp, dhead, grad_scale);
+  be_.rmsnorm_backward(dtmp, stream.row_slice(L * rows, rows), store_.weight(final_norm_), final_rstd_.mat(1, rows), dh,
+                       store_.grad(final_norm_));
   for (int64_t l = L - 1; l >= 0; --l) {
     Block& b = *blocks_[size_t(l)];
-    const float* h_in = stream_.data() + l * rows * d;
+    const Tensor h_in = stream.row_slice(l * rows, rows);
+    const BlockActs a = acts_of(b.n1, b.mid, b.n2, b.rstd1, b.rstd2, rows, d);
     // dh = ∂L/∂h_out. MLP branch: ∂/∂mid = w2⊙dh + RMSNorm2ᵀ(MLPᵀ(dh)).
-    b.mlp->backward(be_, pass_, b.n2.data(), dh, dbranch, ws_);
-    be_.residual_backward(dh, b.mid.data(), b.res2, dh, b.dres2, rows, d);
-    be_.rmsnorm_backward(dbranch, b.mid.data(), b.norm2, b.rstd2.data(), dtmp, b.dnorm2, rows, d);
-    be_.residual_forward(dh, nullptr, dtmp, dh, rows, d);  // dh += dtmp
+    b.mlp->backward(be_, pass_, a.n2, dh, dbranch, scratch_);
+    scratch_.reset();
+    be_.residual_backward(dh, a.mid, store_.weight(b.res2), dh, store_.grad(b.res2));
+    be_.rmsnorm_backward(dbranch, a.mid, store_.weight(b.norm2), a.rstd2, dtmp, store_.grad(b.norm2));
+    be_.residual_forward(dh, Tensor{}, dtmp, dh);  // dh += dtmp
     // Mixer branch: ∂/∂h_in = w1⊙dmid + RMSNorm1ᵀ(Mixerᵀ(dmid)).
-    b.mixer->backward(be_, pass_, b.n1.data(), dh, dbranch, ws_);
-    be_.residual_backward(dh, h_in, b.res1, dh, b.dres1, rows, d);
-    be_.rmsnorm_backward(dbranch, h_in, b.norm1, b.rstd1.data(), dtmp, b.dnorm1, rows, d);
-    be_.residual_forward(dh, nullptr, dtmp, dh, rows, d);
+    b.mixer->backward(be_, pass_, a.n1, dh, dbranch, scratch_);
+    scratch_.reset();
+    be_.residual_backward(dh, h_in, store_.weight(b.res1), dh, store_.grad(b.res1));
+    be_.rmsnorm_backward(dbranch, h_in, store_.weight(b.norm1), a.rstd1, dtmp, store_.grad(b.norm1));
+    be_.residual_forward(dh, Tensor{}, dtmp, dh);
   }
-  be_.embedding_backward(ids, dh, store_.grad(i_embed_), rows, d);
+  be_.embedding_backward(ids_.mat(1, rows), dh, store_.grad(embed_));
   return ce;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stateful inference: the same blocks, each mixer continuing every sequence's state.
+
+SequenceState Model::new_sequence() const {
+  SequenceState s;
+  for (auto& b : blocks_) s.layers().push_back(b->mixer->new_state(be_));
+  return s;
+}
+
+size_t sequence_state_bytes(const ModelConfig& c, int64_t context) {
+  int64_t n = 0;
+  for (LayerType t : c.layer_types) {
+    switch (t) {
+      case LayerType::Ssd: n += SsdMixer::state_floats(c); break;
+      case LayerType::Mamba2: n += Mamba2Mixer::state_floats(c); break;
+      case LayerType::Attention: n += AttentionMixer::state_floats(c, context); break;
+    }
+  }
+  return size_t(n) * sizeof(float);
+}
+
+Tensor Model::forward_cached(const std::vector<SequenceState*>& seqs, const int32_t* ids, int64_t tokens_per_seq,
+                             bool decode) {
+  const int64_t B = int64_t(seqs.size()), n = tokens_per_seq, rows = B * n, d = config_.hidden_size;
+  if (B < 1 || n < 1) fail("internal: empty stateful pass");
+  if (decode ? n != 1 : B != 1) fail("internal: decode feeds one token per sequence, prefill one sequence");
+  std::vector<int64_t> past(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    if (!seqs[size_t(b)] || seqs[size_t(b)]->layers().size() != blocks_.size())
+      fail("sequence {} is null or belongs to another model", b);
+    past[size_t(b)] = seqs[size_t(b)]->position();
+  }
+  check_ids(ids, nullptr, rows);
+  CachedPass pass;
+  set_positions(pass, nullptr, B, n, past.data());
+  pass.past = past.data(), pass.decode = decode;
+  ids_.resize(rows);
+  be_.upload(ids, ids_.mat(1, rows));
+  // One hidden buffer updated in place (nothing is saved for a backward pass), one set of block activations.
+  stream_.resize(rows * d);
+  const Tensor h = stream_.mat(rows, d);
+  Block& shared = *blocks_[0];
+  const BlockActs a = acts_of(shared.n1, shared.mid, shared.n2, shared.rstd1, shared.rstd2, rows, d);
+  std::vector<LayerState*> states(static_cast<size_t>(B));
+  pass.states = states.data();
+  be_.embedding_forward(ids_.mat(1, rows), store_.weight(embed_), h);
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    Block& b = *blocks_[l];
+    for (int64_t s = 0; s < B; ++s) states[size_t(s)] = &seqs[size_t(s)]->layers()[l];
+    be_.rmsnorm_forward(h, store_.weight(b.norm1), a.n1, a.rstd1, config_.rms_norm_eps);
+    b.mixer->forward_cached(be_, pass, a.n1, a.mid);
+    be_.residual_forward(h, store_.weight(b.res1), a.mid, a.mid);
+    be_.rmsnorm_forward(a.mid, store_.weight(b.norm2), a.n2, a.rstd2, config_.rms_norm_eps);
+    b.mlp->forward_cached(be_, pass, a.n2, h);
+    be_.residual_forward(a.mid, store_.weight(b.res2), h, h);
+  }
+  for (int64_t s = 0; s < B; ++s) seqs[size_t(s)]->set_position(past[size_t(s)] + n);
+  final_.resize(rows * d);
+  final_rstd_.resize(rows);
+  be_.rmsnorm_forward(h, store_.weight(final_norm_), final_.mat(rows, d), final_rstd_.mat(1, rows),
+                      config_.rms_norm_eps);
+  return final_.mat(rows, d);
 }
 
 }  // namespace txs

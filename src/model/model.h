@@ -1,5 +1,6 @@
 // The language model: token embedding → blocks (mixer + SwiGLU, each with RMSNorm and a residual scale)
-// → final RMSNorm → LM head fused with the cross-entropy. Every computation goes through a Backend.
+// → final RMSNorm → LM head fused with the cross-entropy. Defined once, for training, scoring and
+// stateful inference; every computation goes through a Backend.
 #pragma once
 #include <memory>
 #include <vector>
@@ -7,7 +8,9 @@
 #include "model/config.h"
 #include "model/layer.h"
 #include "model/params.h"
+#include "model/sequence_state.h"
 #include "ops/backend.h"
+#include "ops/rope_table.h"
 
 namespace txs {
 
@@ -33,6 +36,7 @@ class Model {
   // Forward FLOPs per token of the attention and SSD mixing terms at sequence length T (not in matmul_params).
   double mixing_flops_per_token(int64_t seq) const;
 
+  // ---- training and scoring (host ids in, host results out) ------------------------------------------------
   // Forward and backward. ids, targets: [batch, seq]; target −1 = not counted. Parameter gradients are
   // accumulated (+=), scaled by grad_scale (e.g. 1 / counted tokens of the whole optimizer step).
   // positions: [batch*seq] or null for 0..seq−1 in every row.
@@ -46,24 +50,38 @@ class Model {
   // Forward of one row; logits [vocab] of its last position only.
   void forward_last(const int32_t* ids, int64_t seq, float* logits);
 
+  // ---- stateful inference -----------------------------------------------------------------------------------
+  SequenceState new_sequence() const;
+  // Feeds `tokens_per_seq` new tokens to each sequence (ids: host [seqs, tokens_per_seq]), continuing its
+  // state at its position. decode: one token per sequence, the O(1) path; otherwise one sequence (prefill).
+  // Returns the final normed hidden states [rows, hidden] in backend memory, valid until the next call.
+  Tensor forward_cached(const std::vector<SequenceState*>& seqs, const int32_t* ids, int64_t tokens_per_seq,
+                        bool decode);
+  // The LM head matrix [vocab, hidden] (the embedding when tied).
+  Tensor head_weight() const;
+
+  // Checks token ids (and targets, −1 allowed) against the vocabulary: a one-line error naming the first bad one.
+  void check_ids(const int32_t* ids, const int32_t* targets, int64_t n) const;
+
  private:
   struct Block;
-  void check_ids(const int32_t* ids, const int32_t* targets, int64_t n) const;
+  // Uploads ids (and positions) and runs every block; h_final_ gets the final normed hidden states.
   void run_forward(const int32_t* ids, int64_t batch, int64_t seq, const int32_t* positions);
-  const float* head_weight();
+  void set_positions(Pass& pass, const int32_t* positions, int64_t batch, int64_t seq, const int64_t* start);
 
   ModelConfig config_;
   Backend& be_;
   ParamStore store_;
   std::vector<std::unique_ptr<Block>> blocks_;
-  int i_embed_, i_final_norm_, i_head_ = -1;
+  ParamRef embed_, final_norm_, head_;
   RopeTable rope_head_, rope_state_;
   Pass pass_;
-  Workspace ws_;
-  Buffer<int32_t> pos_;
-  Buffer<float> stream_;             // residual stream: [layers+1, rows, hidden]
-  Buffer<float> final_, final_rstd_;  // final RMSNorm output and its statistics
-  Buffer<float> dstream_, dtmp_, dbranch_;
+  Arena scratch_;
+  std::vector<int32_t> host_pos_;
+  DeviceBuffer ids_, targets_, pos_;
+  DeviceBuffer stream_;              // residual stream: [layers+1, rows, hidden]
+  DeviceBuffer final_, final_rstd_;  // final RMSNorm output and its statistics
+  DeviceBuffer dstream_, dtmp_, dbranch_, out_;
 };
 
 }  // namespace txs

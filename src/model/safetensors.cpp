@@ -12,34 +12,34 @@
 
 namespace txs {
 
-const char* dtype_name(DType d) {
+const char* file_dtype_name(FileDType d) {
   switch (d) {
-    case DType::F32: return "F32";
-    case DType::BF16: return "BF16";
-    case DType::F64: return "F64";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
-    case DType::U8: return "U8";
+    case FileDType::F32: return "F32";
+    case FileDType::BF16: return "BF16";
+    case FileDType::F64: return "F64";
+    case FileDType::I32: return "I32";
+    case FileDType::I64: return "I64";
+    case FileDType::U8: return "U8";
   }
   return "?";
 }
 
-size_t dtype_size(DType d) {
+size_t file_dtype_size(FileDType d) {
   switch (d) {
-    case DType::F32: return 4;
-    case DType::BF16: return 2;
-    case DType::F64: return 8;
-    case DType::I32: return 4;
-    case DType::I64: return 8;
-    case DType::U8: return 1;
+    case FileDType::F32: return 4;
+    case FileDType::BF16: return 2;
+    case FileDType::F64: return 8;
+    case FileDType::I32: return 4;
+    case FileDType::I64: return 8;
+    case FileDType::U8: return 1;
   }
   return 0;
 }
 
-static bool parse_dtype(const std::string& s, DType& d) {
-  static const std::pair<const char*, DType> table[] = {{"F32", DType::F32}, {"BF16", DType::BF16},
-                                                        {"F64", DType::F64}, {"I32", DType::I32},
-                                                        {"I64", DType::I64}, {"U8", DType::U8}};
+static bool parse_dtype(const std::string& s, FileDType& d) {
+  static const std::pair<const char*, FileDType> table[] = {{"F32", FileDType::F32}, {"BF16", FileDType::BF16},
+                                                        {"F64", FileDType::F64}, {"I32", FileDType::I32},
+                                                        {"I64", FileDType::I64}, {"U8", FileDType::U8}};
   for (auto& [name, v] : table)
     if (s == name) {
       d = v;
@@ -130,7 +130,7 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
       fail("{}: tensor '{}' data [{}, {}) lies outside the file's {} data bytes (truncated file?)", path, name,
            t.begin, t.end, data_size);
     // numel * size can overflow only for absurd shapes, which the bound above already rejects.
-    if (uint64_t(t.numel()) * dtype_size(t.dtype) != t.end - t.begin)
+    if (uint64_t(t.numel()) * file_dtype_size(t.dtype) != t.end - t.begin)
       fail("{}: tensor '{}' byte size {} does not match its shape and dtype", path, name, t.end - t.begin);
     tensors_[name] = std::move(t);
   }
@@ -166,21 +166,21 @@ void SafetensorsReader::read_f32_into(const std::string& name, float* dst,
   auto raw = read_raw(name);
   const int64_t n = t.numel();
   switch (t.dtype) {
-    case DType::F32: std::memcpy(dst, raw.data(), size_t(n) * 4); break;
-    case DType::BF16:
+    case FileDType::F32: std::memcpy(dst, raw.data(), size_t(n) * 4); break;
+    case FileDType::BF16:
       for (int64_t i = 0; i < n; ++i) {
         uint32_t bits = uint32_t(raw[2 * i]) << 16 | uint32_t(raw[2 * i + 1]) << 24;
         std::memcpy(dst + i, &bits, 4);
       }
       break;
-    case DType::F64:
+    case FileDType::F64:
       for (int64_t i = 0; i < n; ++i) {
         double d;
         std::memcpy(&d, raw.data() + 8 * i, 8);
         dst[i] = float(d);
       }
       break;
-    default: fail("{}: tensor '{}' has dtype {}, expected a float type", path_, name, dtype_name(t.dtype));
+    default: fail("{}: tensor '{}' has dtype {}, expected a float type", path_, name, file_dtype_name(t.dtype));
   }
 }
 
@@ -192,7 +192,7 @@ std::vector<float> SafetensorsReader::read_f32(const std::string& name) const {
 
 std::vector<double> SafetensorsReader::read_f64(const std::string& name) const {
   const TensorInfo& t = info(name);
-  if (t.dtype == DType::F64) {
+  if (t.dtype == FileDType::F64) {
     auto raw = read_raw(name);
     std::vector<double> v(size_t(t.numel()));
     std::memcpy(v.data(), raw.data(), raw.size());
@@ -202,7 +202,7 @@ std::vector<double> SafetensorsReader::read_f64(const std::string& name) const {
   return std::vector<double>(f.begin(), f.end());
 }
 
-void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data) {
+void SafetensorsWriter::add(const std::string& name, FileDType dtype, std::vector<int64_t> shape, const void* data) {
   entries_.push_back({name, dtype, std::move(shape), data});
 }
 
@@ -213,8 +213,8 @@ void SafetensorsWriter::write(const std::string& path) const {
   for (auto& e : entries_) {
     uint64_t n = 1;
     for (auto s : e.shape) n *= uint64_t(s);
-    const uint64_t bytes = n * dtype_size(e.dtype);
-    header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
+    const uint64_t bytes = n * file_dtype_size(e.dtype);
+    header[e.name] = {{"dtype", file_dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string h = header.dump();
@@ -227,7 +227,7 @@ void SafetensorsWriter::write(const std::string& path) const {
   for (auto& e : entries_) {
     uint64_t n = 1;
     for (auto s : e.shape) n *= uint64_t(s);
-    out.append(static_cast<const char*>(e.data), n * dtype_size(e.dtype));
+    out.append(static_cast<const char*>(e.data), n * file_dtype_size(e.dtype));
   }
   write_file_atomic(path, out);
 }

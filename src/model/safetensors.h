@@ -8,12 +8,13 @@
 
 namespace txs {
 
-enum class DType { F32, BF16, F64, I32, I64, U8 };
-const char* dtype_name(DType d);
-size_t dtype_size(DType d);
+// The dtypes a safetensors file may hold (a superset of what backends compute in, ops/tensor.h).
+enum class FileDType { F32, BF16, F64, I32, I64, U8 };
+const char* file_dtype_name(FileDType d);
+size_t file_dtype_size(FileDType d);
 
 struct TensorInfo {
-  DType dtype = DType::F32;
+  FileDType dtype = FileDType::F32;
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // byte offsets inside the data section
   int64_t numel() const {
@@ -47,9 +48,9 @@ class SafetensorsReader {
 
 class SafetensorsWriter {
  public:
-  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data);
+  void add(const std::string& name, FileDType dtype, std::vector<int64_t> shape, const void* data);
   void add_f32(const std::string& name, std::vector<int64_t> shape, const float* data) {
-    add(name, DType::F32, std::move(shape), data);
+    add(name, FileDType::F32, std::move(shape), data);
   }
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   // Atomic: writes PATH.tmp, fsyncs it and renames it over PATH.
@@ -58,7 +59,7 @@ class SafetensorsWriter {
  private:
   struct Entry {
     std::string name;
-    DType dtype;
+    FileDType dtype;
     std::vector<int64_t> shape;
     const void* data;
   };

@@ -1,38 +1,37 @@
 #include "model/ssd_mixer.h"
 
-#include <cmath>
+#include "model/ssm_state.h"
 
 namespace txs {
 
 SsdMixer::SsdMixer(const ModelConfig& c, ParamStore& store, const std::string& p)
-    : c_(c), conv_(c.ssm_position == "conv"), rope_(c.ssm_position == "rope") {
+    : c_(c),
+      store_(store),
+      conv_(c.ssm_position == SsmPosition::Conv),
+      rope_(c.ssm_position == SsmPosition::Rope),
+      proj_(store.backend()),
+      xbc_(store.backend()),
+      dt_(store.backend()),
+      y_(store.backend()),
+      A_(store.backend()),
+      window_(store.backend()),
+      conv_out_(store.backend()),
+      final_state_(store.backend()) {
   d_ = c.hidden_size, H_ = c.num_attention_heads, P_ = c.head_dim, N_ = c.ssm_state_size;
   xbc_width_ = H_ * P_ + 2 * H_ * N_;
   in_width_ = xbc_width_ + H_;
   // x, b, c, dt projections are consecutive: together one [in_width, d] matrix.
-  i_in_ = store.add(p + "x_proj.weight", {H_ * P_, d_}, true, true);
-  store.add(p + "b_proj.weight", {H_ * N_, d_}, true, true);
-  store.add(p + "c_proj.weight", {H_ * N_, d_}, true, true);
-  store.add(p + "dt_proj.weight", {H_, d_}, true, true);
-  i_A_log_ = store.add(p + "A_log", {H_}, false, false);
-  if (c.use_dt_bias) i_dt_bias_ = store.add(p + "dt_bias", {H_}, false, false);
-  i_out_ = store.add(p + "out_proj.weight", {d_, H_ * P_}, true, true);
+  in_ = store.add({p + "x_proj.weight", {H_ * P_, d_}, Init::Normal, true, true});
+  store.add({p + "b_proj.weight", {H_ * N_, d_}, Init::Normal, true, true});
+  store.add({p + "c_proj.weight", {H_ * N_, d_}, Init::Normal, true, true});
+  store.add({p + "dt_proj.weight", {H_, d_}, Init::Normal, true, true});
+  A_log_ = store.add({p + "A_log", {H_}, Init::ALog});
+  if (c.use_dt_bias) dt_bias_ = store.add({p + "dt_bias", {H_}, Init::DtBias});
+  out_ = store.add({p + "out_proj.weight", {d_, H_ * P_}, Init::Normal, true, true});
   if (conv_) {
-    i_conv_w_ = store.add(p + "conv1d.weight", {xbc_width_, 1, c.conv_kernel}, true, false);
-    i_conv_b_ = store.add(p + "conv1d.bias", {xbc_width_}, false, false);
-    i_D_ = store.add(p + "D", {H_}, false, false);
-  }
-}
-
-void SsdMixer::bind(ParamStore& s) {
-  W_in_ = s.weight(i_in_), dW_in_ = s.grad(i_in_);
-  A_log_ = s.weight(i_A_log_), dA_log_ = s.grad(i_A_log_);
-  if (i_dt_bias_ >= 0) dt_bias_ = s.weight(i_dt_bias_), ddt_bias_ = s.grad(i_dt_bias_);
-  W_out_ = s.weight(i_out_), dW_out_ = s.grad(i_out_);
-  if (conv_) {
-    conv_w_ = s.weight(i_conv_w_), dconv_w_ = s.grad(i_conv_w_);
-    conv_b_ = s.weight(i_conv_b_), dconv_b_ = s.grad(i_conv_b_);
-    D_ = s.weight(i_D_), dD_ = s.grad(i_D_);
+    conv_w_ = store.add({p + "conv1d.weight", {xbc_width_, 1, c.conv_kernel}, Init::ConvUniform, true});
+    conv_b_ = store.add({p + "conv1d.bias", {xbc_width_}, Init::ConvUniform});
+    D_ = store.add({p + "D", {H_}, Init::Ones});
   }
 }
 
@@ -40,66 +39,105 @@ SsdShape SsdMixer::shape(const Pass& pass) const {
   SsdShape s;
   s.batch = pass.batch, s.seq = pass.seq, s.heads = H_, s.head_dim = P_, s.groups = H_, s.state_dim = N_;
   s.chunk = c_.ssm_chunk_size;
-  s.x_stride = s.bc_stride = conv_ ? xbc_width_ : in_width_;
-  s.dt_stride = H_;
-  s.y_stride = H_ * P_;
   return s;
 }
 
-void SsdMixer::forward(Backend& be, const Pass& pass, const float* u, float* out) {
+void SsdMixer::project(Backend& be, const Pass& pass, const Tensor& u) {
   const int64_t rows = pass.rows();
-  proj_.resize(size_t(rows * in_width_));
-  dt_.resize(size_t(rows * H_));
-  y_.resize(size_t(rows * H_ * P_));
-  A_.resize(size_t(H_));
-  be.linear_forward(u, W_in_, proj_.data(), rows, d_, in_width_);
-  const float* xbc = proj_.data();
-  if (conv_) {
-    xbc_.resize(size_t(rows * xbc_width_));
-    be.conv1d_silu_forward(proj_.data(), in_width_, conv_w_, conv_b_, xbc_.data(), xbc_width_, pass.batch,
-                           pass.seq, xbc_width_, c_.conv_kernel);
-    xbc = xbc_.data();
-  } else if (rope_) {
-    // B and C are adjacent (2H vectors of size N per row): one rotation call covers both.
-    be.rope_apply(proj_.data() + H_ * P_, rows, 2 * H_, in_width_, pass.pos, *pass.rope_state, false);
-  }
-  for (int64_t h = 0; h < H_; ++h) A_[size_t(h)] = -std::exp(A_log_[h]);
-  be.softplus_forward(proj_.data() + xbc_width_, in_width_, dt_bias_, dt_.data(), rows, H_);
-  const SsdShape s = shape(pass);
-  be.ssd_forward(s, xbc, dt_.data(), A_.data(), xbc + H_ * P_, xbc + H_ * P_ + H_ * N_, D_, nullptr, y_.data(),
-                 nullptr);
-  be.linear_forward(y_.data(), W_out_, out, rows, H_ * P_, d_);
+  proj_.resize(rows * in_width_);
+  dt_.resize(rows * H_);
+  y_.resize(rows * H_ * P_);
+  A_.resize(H_);
+  const Tensor proj = proj_.mat(rows, in_width_);
+  be.linear_forward(u, store_.fused_weight(in_, 4), proj);
+  be.ssd_decay_forward(store_.weight(A_log_), A_.flat());
+  be.softplus_forward(proj.col_slice(xbc_width_, H_), store_.weight(dt_bias_), dt_.mat(rows, H_));
 }
 
-void SsdMixer::backward(Backend& be, const Pass& pass, const float* u, const float* dout, float* du,
-                        Workspace& ws) {
+void SsdMixer::forward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& out) {
   const int64_t rows = pass.rows();
-  ws.a.resize(size_t(rows * H_ * P_));
-  ws.b.resize(size_t(rows * in_width_));
-  ws.c.resize(size_t(rows * H_));
-  float *dy = ws.a.data(), *dproj = ws.b.data(), *ddt = ws.c.data();
-  be.linear_backward(dout, y_.data(), W_out_, dy, dW_out_, rows, H_ * P_, d_, false);
-
-  const float* xbc = conv_ ? xbc_.data() : proj_.data();
-  float* dxbc = dproj;  // without conv, the scan's input gradients land directly in the projection gradient
+  project(be, pass, u);
+  const Tensor proj = proj_.mat(rows, in_width_);
+  Tensor xbc = proj.col_slice(0, xbc_width_);
   if (conv_) {
-    ws.d.resize(size_t(rows * xbc_width_));
-    dxbc = ws.d.data();
-  }
-  dA_.resize(size_t(H_));
-  dA_.zero();
-  const SsdShape s = shape(pass);
-  be.ssd_backward(s, xbc, dt_.data(), A_.data(), xbc + H_ * P_, xbc + H_ * P_ + H_ * N_, D_, nullptr, dy, nullptr,
-                  dxbc, ddt, dA_.data(), dxbc + H_ * P_, dxbc + H_ * P_ + H_ * N_, dD_, nullptr);
-  for (int64_t h = 0; h < H_; ++h) dA_log_[h] += dA_[size_t(h)] * A_[size_t(h)];  // dA/dA_log = A
-  be.softplus_backward(ddt, proj_.data() + xbc_width_, in_width_, dt_bias_, dproj + xbc_width_, ddt_bias_, rows, H_);
-  if (conv_) {
-    be.conv1d_silu_backward(dxbc, xbc_width_, proj_.data(), in_width_, conv_w_, conv_b_, dproj, dconv_w_, dconv_b_,
-                            pass.batch, pass.seq, xbc_width_, c_.conv_kernel);
+    xbc_.resize(rows * xbc_width_);
+    be.conv1d_silu_forward(xbc, store_.weight(conv_w_), store_.weight(conv_b_), xbc_.mat(rows, xbc_width_),
+                           pass.batch, pass.seq);
+    xbc = xbc_.mat(rows, xbc_width_);
   } else if (rope_) {
-    be.rope_apply(dproj + H_ * P_, rows, 2 * H_, in_width_, pass.pos, *pass.rope_state, true);
+    // B and C are adjacent (2H vectors of size N per row): one rotation call covers both.
+    be.rope_apply(proj.col_slice(H_ * P_, 2 * H_ * N_), 2 * H_, pass.pos, pass.rope_state, false);
   }
-  be.linear_backward(dproj, u, W_in_, du, dW_in_, rows, d_, in_width_, false);
+  const Tensor y = y_.mat(rows, H_ * P_);
+  be.ssd_forward(shape(pass), xbc.col_slice(0, H_ * P_), dt_.mat(rows, H_), A_.flat(), xbc.col_slice(H_ * P_, H_ * N_),
+                 xbc.col_slice(H_ * P_ + H_ * N_, H_ * N_), store_.weight(D_), Tensor{}, y, Tensor{});
+  be.linear_forward(y, store_.weight(out_), out);
+}
+
+void SsdMixer::backward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& dout, const Tensor& du,
+                        Arena& scratch) {
+  const int64_t rows = pass.rows();
+  const Tensor dy = scratch.take(rows, H_ * P_), dproj = scratch.take(rows, in_width_), ddt = scratch.take(rows, H_);
+  const Tensor dA = scratch.take(1, H_);
+  be.linear_backward(dout, y_.mat(rows, H_ * P_), store_.weight(out_), dy, store_.grad(out_), false);
+
+  const Tensor proj = proj_.mat(rows, in_width_);
+  const Tensor xbc = conv_ ? xbc_.mat(rows, xbc_width_) : proj.col_slice(0, xbc_width_);
+  // Without conv, the scan's input gradients land directly in the projection gradient.
+  const Tensor dxbc = conv_ ? scratch.take(rows, xbc_width_) : dproj.col_slice(0, xbc_width_);
+  be.fill(dA, 0.0);
+  const Tensor B = xbc.col_slice(H_ * P_, H_ * N_), C = xbc.col_slice(H_ * P_ + H_ * N_, H_ * N_);
+  be.ssd_backward(shape(pass), xbc.col_slice(0, H_ * P_), dt_.mat(rows, H_), A_.flat(), B, C, store_.weight(D_),
+                  Tensor{}, dy, Tensor{}, dxbc.col_slice(0, H_ * P_), ddt, dA, dxbc.col_slice(H_ * P_, H_ * N_),
+                  dxbc.col_slice(H_ * P_ + H_ * N_, H_ * N_), store_.grad(D_), Tensor{});
+  be.ssd_decay_backward(dA, A_.flat(), store_.grad(A_log_));
+  be.softplus_backward(ddt, proj.col_slice(xbc_width_, H_), store_.weight(dt_bias_), dproj.col_slice(xbc_width_, H_),
+                       store_.grad(dt_bias_));
+  if (conv_) {
+    be.conv1d_silu_backward(dxbc, proj.col_slice(0, xbc_width_), store_.weight(conv_w_), store_.weight(conv_b_),
+                            dproj.col_slice(0, xbc_width_), store_.grad(conv_w_), store_.grad(conv_b_), pass.batch,
+                            pass.seq);
+  } else if (rope_) {
+    be.rope_apply(dproj.col_slice(H_ * P_, 2 * H_ * N_), 2 * H_, pass.pos, pass.rope_state, true);
+  }
+  be.linear_backward(dproj, u, store_.fused_weight(in_, 4), du, store_.fused_grad(in_, 4), false);
+}
+
+LayerState SsdMixer::new_state(Backend& be) const {
+  LayerState s;
+  s.ssm = DeviceBuffer(be, DType::F32, H_ * P_ * N_);
+  s.ssm.zero();
+  if (conv_) {
+    s.conv = DeviceBuffer(be, DType::F32, (c_.conv_kernel - 1) * xbc_width_);
+    s.conv.zero();
+  }
+  s.kv.bind(be);
+  return s;
+}
+
+void SsdMixer::forward_cached(Backend& be, const CachedPass& pass, const Tensor& u, const Tensor& out) {
+  const int64_t rows = pass.rows();
+  project(be, pass, u);
+  const Tensor proj = proj_.mat(rows, in_width_);
+  Tensor xbc = proj.col_slice(0, xbc_width_);
+  if (conv_) {
+    xbc_.resize(rows * xbc_width_);
+    conv_cached(be, pass, xbc, store_.weight(conv_w_), store_.weight(conv_b_), xbc_.mat(rows, xbc_width_),
+                c_.conv_kernel, window_, conv_out_);
+    xbc = xbc_.mat(rows, xbc_width_);
+  } else if (rope_) {
+    be.rope_apply(proj.col_slice(H_ * P_, 2 * H_ * N_), 2 * H_, pass.pos, pass.rope_state, false);
+  }
+  const Tensor y = y_.mat(rows, H_ * P_);
+  scan_cached(be, pass, shape(pass), xbc.col_slice(0, H_ * P_), dt_.mat(rows, H_), A_.flat(),
+              xbc.col_slice(H_ * P_, H_ * N_), xbc.col_slice(H_ * P_ + H_ * N_, H_ * N_), store_.weight(D_), y,
+              final_state_);
+  be.linear_forward(y, store_.weight(out_), out);
+}
+
+int64_t SsdMixer::state_floats(const ModelConfig& c) {
+  const int64_t conv = c.ssm_position == SsmPosition::Conv ? (c.conv_kernel - 1) * c.ssd_conv_channels() : 0;
+  return c.num_attention_heads * c.head_dim * c.ssm_state_size + conv;
 }
 
 }  // namespace txs

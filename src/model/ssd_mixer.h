@@ -10,20 +10,25 @@ namespace txs {
 class SsdMixer final : public Layer {
  public:
   SsdMixer(const ModelConfig& config, ParamStore& store, const std::string& prefix);
-  void bind(ParamStore& store) override;
-  void forward(Backend& be, const Pass& pass, const float* u, float* out) override;
-  void backward(Backend& be, const Pass& pass, const float* u, const float* dout, float* du,
-                Workspace& ws) override;
+  void forward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& out) override;
+  void backward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& dout, const Tensor& du,
+                Arena& scratch) override;
+  LayerState new_state(Backend& be) const override;
+  void forward_cached(Backend& be, const CachedPass& pass, const Tensor& u, const Tensor& out) override;
+  // Floats of state one sequence holds (SSD state, conv tail).
+  static int64_t state_floats(const ModelConfig& c);
 
  private:
   SsdShape shape(const Pass& pass) const;
+  // Projection, dt and A: everything before the position handling and the scan.
+  void project(Backend& be, const Pass& pass, const Tensor& u);
   const ModelConfig& c_;
+  ParamStore& store_;
   bool conv_, rope_;
   int64_t d_, H_, P_, N_, xbc_width_, in_width_;
-  int i_in_, i_A_log_, i_dt_bias_ = -1, i_out_, i_conv_w_ = -1, i_conv_b_ = -1, i_D_ = -1;
-  float *W_in_, *A_log_, *dt_bias_ = nullptr, *W_out_, *conv_w_ = nullptr, *conv_b_ = nullptr, *D_ = nullptr;
-  float *dW_in_, *dA_log_, *ddt_bias_ = nullptr, *dW_out_, *dconv_w_ = nullptr, *dconv_b_ = nullptr, *dD_ = nullptr;
-  Buffer<float> proj_, xbc_, dt_, y_, A_, dA_;
+  ParamRef in_, A_log_, dt_bias_, out_, conv_w_, conv_b_, D_;  // in_: x, B, C, dt fused
+  DeviceBuffer proj_, xbc_, dt_, y_, A_;                      // activations saved for backward
+  DeviceBuffer window_, conv_out_, final_state_;              // stateful-pass scratch
 };
 
 }  // namespace txs

@@ -1,9 +1,9 @@
-// AdamW over a ParamStore: first and second moments for every parameter, decoupled weight decay only
-// where Param::decay is set (not on norms, residual scales, A_log, dt_bias, D, biases), global-norm clipping.
+// AdamW over a ParamStore: first and second moments for every parameter in the backend's memory,
+// decoupled weight decay only where the parameter was declared with decay (not on norms, residual scales,
+// A_log, dt_bias, D, biases), global-norm clipping. Every pass over the buffers is a Backend op.
 #pragma once
 #include <cstdint>
 
-#include "core/buffer.h"
 #include "model/params.h"
 #include "ops/backend.h"
 
@@ -21,17 +21,20 @@ class AdamW {
   double step(double lr);
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
-  float* m() { return m_.data(); }
-  float* v() { return v_.data(); }
-  const float* m() const { return m_.data(); }
-  const float* v() const { return v_.data(); }
-  int64_t size() const { return int64_t(m_.size()); }
+  // The moments, parallel to the parameter buffer (backend memory; host memory on the CPU backend).
+  Tensor m_tensor() const { return m_.flat(); }
+  Tensor v_tensor() const { return v_.flat(); }
+  float* m() { return m_.data<float>(); }
+  float* v() { return v_.data<float>(); }
+  const float* m() const { return m_.data<float>(); }
+  const float* v() const { return v_.data<float>(); }
+  int64_t size() const { return m_.size(); }
 
  private:
   Backend& be_;
   ParamStore& store_;
   AdamWConfig config_;
-  Buffer<float> m_, v_;
+  DeviceBuffer m_, v_;
   int64_t step_ = 0;
 };
 

@@ -1,114 +1,356 @@
-// Binds the CPU kernels (fp32 instantiations) into the op table.
+// The CPU backend: host memory, fp32 instantiations of the kernels in this folder. Every operand is checked
+// for dtype, device and the shape the op needs before a kernel sees it, so a wrong view is a one-line
+// error instead of an out-of-bounds read.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/error.h"
 #include "ops/backend.h"
+#include "ops/cpu/adamw.h"
+#include "ops/cpu/attention.h"
 #include "ops/cpu/conv1d.h"
+#include "ops/cpu/cross_entropy.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/rmsnorm.h"
+#include "ops/cpu/rope.h"
+#include "ops/cpu/ssd_scan.h"
 
 namespace txs {
 namespace {
 
+// Typed pointer of an operand (null when absent), after checking where it lives and what it holds.
+template <class T = float>
+T* ptr(const Tensor& t, const char* op) {
+  if (!t.data) return nullptr;
+  if (t.device != Device::Cpu) fail("{}: operand on device {}, the cpu backend reads host memory", op,
+                                    device_name(t.device));
+  if (t.dtype != dtype_of<T>())
+    fail("{}: operand of dtype {} where {} is needed", op, dtype_name(t.dtype), dtype_name(dtype_of<T>()));
+  if (t.rows < 0 || t.cols < 0 || (t.rows > 1 && t.stride < t.cols))
+    fail("{}: bad view [{}, {}] stride {}", op, t.rows, t.cols, t.stride);
+  return static_cast<T*>(t.data);
+}
+
+void need(bool ok, const char* op, const char* what) {
+  if (!ok) fail("{}: {}", op, what);
+}
+
+void need_shape(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* name) {
+  if (t.data && (t.rows != rows || t.cols != cols))
+    fail("{}: {} is [{}, {}], expected [{}, {}]", op, name, t.rows, t.cols, rows, cols);
+}
+
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
+  Device device() const override { return Device::Cpu; }
 
-  void linear_forward(const float* x, const float* W, float* y, int64_t rows, int64_t in, int64_t out) override {
-    cpu::linear_forward(x, W, y, rows, in, out);
+  void* alloc(size_t bytes) override {
+    void* p = std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64));
+    if (!p) throw std::bad_alloc();
+    return p;
   }
-  void linear_backward(const float* dy, const float* x, const float* W, float* dx, float* dW, int64_t rows,
-                       int64_t in, int64_t out, bool accumulate_dx) override {
-    cpu::linear_backward(dy, x, W, dx, dW, rows, in, out, accumulate_dx);
+  void free(void* p) override { std::free(p); }
+
+  void upload(const void* host, const Tensor& dst) override { copy_rows(host, dst.cols, dst, "upload", true); }
+  void download(const Tensor& src, void* host) override { copy_rows(host, src.cols, src, "download", false); }
+  void copy(const Tensor& src, const Tensor& dst) override {
+    need(src.dtype == dst.dtype, "copy", "dtypes differ");
+    need_shape(dst, src.rows, src.cols, "copy", "dst");
+    check_host(src, "copy"), check_host(dst, "copy");
+    const size_t row_bytes = size_t(src.cols) * dtype_size(src.dtype), es = dtype_size(src.dtype);
+    for (int64_t r = 0; r < src.rows; ++r)
+      std::memmove(static_cast<char*>(dst.data) + size_t(r * dst.stride) * es,
+                   static_cast<const char*>(src.data) + size_t(r * src.stride) * es, row_bytes);
   }
-  void rmsnorm_forward(const float* x, const float* gain, float* y, float* rstd, int64_t rows, int64_t dim,
+  void fill(const Tensor& dst, double value) override {
+    check_host(dst, "fill");
+    for (int64_t r = 0; r < dst.rows; ++r) {
+      switch (dst.dtype) {
+        case DType::F32: {
+          float* p = static_cast<float*>(dst.data) + r * dst.stride;
+          std::fill(p, p + dst.cols, float(value));
+          break;
+        }
+        case DType::F64: {
+          double* p = static_cast<double*>(dst.data) + r * dst.stride;
+          std::fill(p, p + dst.cols, value);
+          break;
+        }
+        case DType::I32: {
+          int32_t* p = static_cast<int32_t*>(dst.data) + r * dst.stride;
+          std::fill(p, p + dst.cols, int32_t(value));
+          break;
+        }
+        default: fail("fill: dtype {} is not supported by the cpu backend", dtype_name(dst.dtype));
+      }
+    }
+  }
+  void synchronize() override {}
+
+  void linear_forward(const Tensor& x, const Tensor& W, const Tensor& y) override {
+    const char* op = "linear_forward";
+    need(x.contiguous() && y.contiguous() && W.contiguous(), op, "operands must be contiguous");
+    need_shape(y, x.rows, W.rows, op, "y");
+    need(x.cols == W.cols, op, "x columns differ from W's");
+    cpu::linear_forward(ptr(x, op), ptr(W, op), ptr(y, op), x.rows, x.cols, W.rows);
+  }
+  void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& W, const Tensor& dx, const Tensor& dW,
+                       bool accumulate_dx) override {
+    const char* op = "linear_backward";
+    need(dy.contiguous() && x.contiguous() && W.contiguous() && dx.contiguous() && dW.contiguous(), op,
+         "operands must be contiguous");
+    need_shape(dy, x.rows, W.rows, op, "dy");
+    need_shape(dx, x.rows, x.cols, op, "dx");
+    need_shape(dW, W.rows, W.cols, op, "dW");
+    cpu::linear_backward(ptr(dy, op), ptr(x, op), ptr(W, op), ptr(dx, op), ptr(dW, op), x.rows, x.cols, W.rows,
+                         accumulate_dx);
+  }
+  void rmsnorm_forward(const Tensor& x, const Tensor& gain, const Tensor& y, const Tensor& rstd,
                        double eps) override {
-    cpu::rmsnorm_forward(x, gain, y, rstd, rows, dim, eps);
+    const char* op = "rmsnorm_forward";
+    need(x.contiguous() && y.contiguous(), op, "operands must be contiguous");
+    need_shape(y, x.rows, x.cols, op, "y");
+    need_shape(gain, 1, x.cols, op, "gain");
+    need(!rstd || rstd.numel() >= x.rows, op, "rstd too small");
+    cpu::rmsnorm_forward(ptr(x, op), ptr(gain, op), ptr(y, op), ptr(rstd, op), x.rows, x.cols, eps);
   }
-  void rmsnorm_backward(const float* dy, const float* x, const float* gain, const float* rstd, float* dx,
-                        float* dgain, int64_t rows, int64_t dim) override {
-    cpu::rmsnorm_backward(dy, x, gain, rstd, dx, dgain, rows, dim);
+  void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gain, const Tensor& rstd, const Tensor& dx,
+                        const Tensor& dgain) override {
+    const char* op = "rmsnorm_backward";
+    need(dy.contiguous() && x.contiguous() && dx.contiguous(), op, "operands must be contiguous");
+    need_shape(dy, x.rows, x.cols, op, "dy");
+    need_shape(dx, x.rows, x.cols, op, "dx");
+    need_shape(dgain, 1, x.cols, op, "dgain");
+    cpu::rmsnorm_backward(ptr(dy, op), ptr(x, op), ptr(gain, op), ptr(rstd, op), ptr(dx, op), ptr(dgain, op), x.rows,
+                          x.cols);
   }
-  void rope_apply(float* x, int64_t rows, int64_t heads, int64_t row_stride, const int32_t* pos,
-                  const RopeTable& table, bool inverse) override {
-    cpu::rope_apply(x, rows, heads, row_stride, pos, table, inverse);
+  void rope_apply(const Tensor& x, int64_t heads, const Tensor& pos, const RopeCoeffs& c, bool inverse) override {
+    const char* op = "rope_apply";
+    need(x.cols >= heads * c.dim, op, "fewer columns than heads·dim");
+    need(pos.numel() == x.rows, op, "one position per row needed");
+    cpu::rope_apply(ptr(x, op), x.rows, heads, x.stride, ptr<int32_t>(pos, op), c, inverse);
   }
-  void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v, float* out,
-                         float* lse) override {
-    cpu::attention_forward(s, q, k, v, out, lse);
+  void attention_forward(const AttentionShape& s0, const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor& out, const Tensor& lse) override {
+    const char* op = "attention_forward";
+    AttentionShape s = with_strides(s0, q, k, v, out, op);
+    need(lse.numel() >= s.batch * s.heads * s.q_len, op, "lse too small");
+    cpu::attention_forward(s, ptr(q, op), ptr(k, op), ptr(v, op), ptr(out, op), ptr(lse, op));
   }
-  void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
-                          const float* lse, const float* dout, float* dq, float* dk, float* dv) override {
-    cpu::attention_backward(s, q, k, v, out, lse, dout, dq, dk, dv);
+  void attention_backward(const AttentionShape& s0, const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& out, const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                          const Tensor& dv) override {
+    const char* op = "attention_backward";
+    AttentionShape s = with_strides(s0, q, k, v, out, op);
+    need(dout.stride == out.stride && dq.stride == q.stride && dk.stride == k.stride && dv.stride == v.stride, op,
+         "gradients must have the strides of their inputs");
+    cpu::attention_backward(s, ptr(q, op), ptr(k, op), ptr(v, op), ptr(out, op), ptr(lse, op), ptr(dout, op),
+                            ptr(dq, op), ptr(dk, op), ptr(dv, op));
   }
-  void ssd_forward(const SsdShape& s, const float* x, const float* dt, const float* A, const float* B, const float* C,
-                   const float* D, const float* init_state, float* y, float* final_state) override {
-    cpu::ssd_forward(s, x, dt, A, B, C, D, init_state, y, final_state);
+  void attention_decode(int64_t heads, int64_t kv_heads, int64_t head_dim, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& out) override {
+    const char* op = "attention_decode";
+    need(q.cols >= heads * head_dim && out.cols >= heads * head_dim, op, "q/out narrower than heads·dim");
+    need(k.rows == v.rows && k.stride == v.stride && k.cols >= kv_heads * head_dim, op, "k and v views differ");
+    cpu::attention_decode(heads, kv_heads, head_dim, ptr(q, op), ptr(k, op), ptr(v, op), k.rows, k.stride,
+                          ptr(out, op));
   }
-  void ssd_backward(const SsdShape& s, const float* x, const float* dt, const float* A, const float* B,
-                    const float* C, const float* D, const float* init_state, const float* dy,
-                    const float* dfinal_state, float* dx, float* ddt, float* dA, float* dB, float* dC, float* dD,
-                    float* dinit_state) override {
-    cpu::ssd_backward(s, x, dt, A, B, C, D, init_state, dy, dfinal_state, dx, ddt, dA, dB, dC, dD, dinit_state);
+  void ssd_decay_forward(const Tensor& A_log, const Tensor& A) override {
+    need_shape(A, A_log.rows, A_log.cols, "ssd_decay_forward", "A");
+    cpu::ssd_decay_forward(ptr(A_log, "ssd_decay_forward"), ptr(A, "ssd_decay_forward"), A_log.numel());
   }
-  void ssd_step(int64_t batch, int64_t heads, int64_t head_dim, int64_t groups, int64_t state_dim, const float* x,
-                const float* dt, const float* A, const float* B, const float* C, const float* D, float* state,
-                float* y) override {
-    cpu::ssd_step(batch, heads, head_dim, groups, state_dim, x, dt, A, B, C, D, state, y);
+  void ssd_decay_backward(const Tensor& dA, const Tensor& A, const Tensor& dA_log) override {
+    need_shape(dA, A.rows, A.cols, "ssd_decay_backward", "dA");
+    need_shape(dA_log, A.rows, A.cols, "ssd_decay_backward", "dA_log");
+    cpu::ssd_decay_backward(ptr(dA, "ssd_decay_backward"), ptr(A, "ssd_decay_backward"),
+                            ptr(dA_log, "ssd_decay_backward"), A.numel());
   }
-  void conv1d_silu_forward(const float* x, int64_t x_stride, const float* w, const float* bias, float* y,
-                           int64_t y_stride, int64_t batch, int64_t seq, int64_t channels, int64_t width) override {
-    cpu::conv1d_silu_forward(x, x_stride, w, bias, y, y_stride, batch, seq, channels, width);
+  void ssd_forward(const SsdShape& s0, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& B,
+                   const Tensor& C, const Tensor& D, const Tensor& init_state, const Tensor& y,
+                   const Tensor& final_state) override {
+    const char* op = "ssd_forward";
+    SsdShape s = with_strides(s0, x, dt, A, B, C, D, y, op);
+    check_state(s, init_state, op), check_state(s, final_state, op);
+    cpu::ssd_forward(s, ptr(x, op), ptr(dt, op), ptr(A, op), ptr(B, op), ptr(C, op), ptr(D, op), ptr(init_state, op),
+                     ptr(y, op), ptr(final_state, op));
   }
-  void conv1d_silu_backward(const float* dy, int64_t y_stride, const float* x, int64_t x_stride, const float* w,
-                            const float* bias, float* dx, float* dw, float* dbias, int64_t batch, int64_t seq,
-                            int64_t channels, int64_t width) override {
-    cpu::conv1d_silu_backward(dy, y_stride, x, x_stride, w, bias, dx, dw, dbias, batch, seq, channels, width);
+  void ssd_backward(const SsdShape& s0, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& B,
+                    const Tensor& C, const Tensor& D, const Tensor& init_state, const Tensor& dy,
+                    const Tensor& dfinal_state, const Tensor& dx, const Tensor& ddt, const Tensor& dA, const Tensor& dB,
+                    const Tensor& dC, const Tensor& dD, const Tensor& dinit_state) override {
+    const char* op = "ssd_backward";
+    SsdShape s = with_strides(s0, x, dt, A, B, C, D, dy, op);
+    need(dx.stride == x.stride && ddt.stride == dt.stride && dB.stride == B.stride && dC.stride == C.stride, op,
+         "gradients must have the strides of their inputs");
+    check_state(s, init_state, op), check_state(s, dfinal_state, op), check_state(s, dinit_state, op);
+    cpu::ssd_backward(s, ptr(x, op), ptr(dt, op), ptr(A, op), ptr(B, op), ptr(C, op), ptr(D, op),
+                      ptr(init_state, op), ptr(dy, op), ptr(dfinal_state, op), ptr(dx, op), ptr(ddt, op),
+                      ptr(dA, op), ptr(dB, op), ptr(dC, op), ptr(dD, op), ptr(dinit_state, op));
   }
-  void silu_mul_forward(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
-                        int64_t out_stride, int64_t rows, int64_t n) override {
-    cpu::silu_mul_forward(gate, gate_stride, up, up_stride, out, out_stride, rows, n);
+  void ssd_step(int64_t H, int64_t P, int64_t G, int64_t N, const Tensor& x, const Tensor& dt, const Tensor& A,
+                const Tensor& B, const Tensor& C, const Tensor& D, const Tensor& state, const Tensor& y) override {
+    const char* op = "ssd_step";
+    need(x.cols >= H * P && y.cols >= H * P && dt.cols >= H && B.cols >= G * N && C.cols >= G * N, op,
+         "operand narrower than its heads");
+    need(state.numel() == H * P * N, op, "state is not H·P·N");
+    cpu::ssd_step(1, H, P, G, N, ptr(x, op), ptr(dt, op), ptr(A, op), ptr(B, op), ptr(C, op), ptr(D, op),
+                  ptr(state, op), ptr(y, op));
   }
-  void silu_mul_backward(const float* dout, int64_t out_stride, const float* gate, int64_t gate_stride,
-                         const float* up, int64_t up_stride, float* dgate, float* dup, int64_t rows,
-                         int64_t n) override {
-    cpu::silu_mul_backward(dout, out_stride, gate, gate_stride, up, up_stride, dgate, dup, rows, n);
+  void conv1d_silu_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, int64_t batch,
+                           int64_t seq) override {
+    const char* op = "conv1d_silu_forward";
+    need(x.rows == batch * seq && y.rows == x.rows && y.cols == x.cols, op, "x and y must be [batch·seq, C]");
+    need(w.rows == x.cols && w.contiguous(), op, "w must be [C, K]");
+    cpu::conv1d_silu_forward(ptr(x, op), x.stride, ptr(w, op), ptr(bias, op), ptr(y, op), y.stride, batch, seq,
+                             x.cols, w.cols);
   }
-  void residual_forward(const float* skip, const float* w, const float* branch, float* out, int64_t rows,
-                        int64_t dim) override {
-    cpu::residual_forward(skip, w, branch, out, rows, dim);
+  void conv1d_silu_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& dx,
+                            const Tensor& dw, const Tensor& dbias, int64_t batch, int64_t seq) override {
+    const char* op = "conv1d_silu_backward";
+    need(x.rows == batch * seq && dy.rows == x.rows && dx.rows == x.rows, op, "operands must be [batch·seq, C]");
+    need(w.rows == x.cols && w.contiguous(), op, "w must be [C, K]");
+    cpu::conv1d_silu_backward(ptr(dy, op), dy.stride, ptr(x, op), x.stride, ptr(w, op), ptr(bias, op), ptr(dx, op),
+                              ptr(dw, op), ptr(dbias, op), batch, seq, x.cols, w.cols);
   }
-  void residual_backward(const float* dout, const float* skip, const float* w, float* dskip, float* dw,
-                         int64_t rows, int64_t dim) override {
-    cpu::residual_backward(dout, skip, w, dskip, dw, rows, dim);
+  void silu_mul_forward(const Tensor& gate, const Tensor& up, const Tensor& out) override {
+    const char* op = "silu_mul_forward";
+    need_shape(up, gate.rows, gate.cols, op, "up");
+    need_shape(out, gate.rows, gate.cols, op, "out");
+    cpu::silu_mul_forward(ptr(gate, op), gate.stride, ptr(up, op), up.stride, ptr(out, op), out.stride, gate.rows,
+                          gate.cols);
   }
-  void softplus_forward(const float* raw, int64_t raw_stride, const float* bias, float* dt, int64_t rows,
-                        int64_t heads) override {
-    cpu::softplus_forward(raw, raw_stride, bias, dt, rows, heads);
+  void silu_mul_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, const Tensor& dgate,
+                         const Tensor& dup) override {
+    const char* op = "silu_mul_backward";
+    need(dgate.stride == gate.stride && dup.stride == up.stride, op, "gradients must have their inputs' strides");
+    cpu::silu_mul_backward(ptr(dout, op), dout.stride, ptr(gate, op), gate.stride, ptr(up, op), up.stride,
+                           ptr(dgate, op), ptr(dup, op), gate.rows, gate.cols);
   }
-  void softplus_backward(const float* ddt, const float* raw, int64_t raw_stride, const float* bias, float* draw,
-                         float* dbias, int64_t rows, int64_t heads) override {
-    cpu::softplus_backward(ddt, raw, raw_stride, bias, draw, dbias, rows, heads);
+  void residual_forward(const Tensor& skip, const Tensor& w, const Tensor& branch, const Tensor& out) override {
+    const char* op = "residual_forward";
+    need(skip.contiguous() && branch.contiguous() && out.contiguous(), op, "operands must be contiguous");
+    need_shape(branch, skip.rows, skip.cols, op, "branch");
+    need_shape(out, skip.rows, skip.cols, op, "out");
+    cpu::residual_forward(ptr(skip, op), ptr(w, op), ptr(branch, op), ptr(out, op), skip.rows, skip.cols);
   }
-  void embedding_forward(const int32_t* ids, const float* table, float* out, int64_t rows, int64_t dim) override {
-    cpu::embedding_forward(ids, table, out, rows, dim);
+  void residual_backward(const Tensor& dout, const Tensor& skip, const Tensor& w, const Tensor& dskip,
+                         const Tensor& dw) override {
+    const char* op = "residual_backward";
+    need(dout.contiguous() && skip.contiguous() && dskip.contiguous(), op, "operands must be contiguous");
+    need_shape(dskip, dout.rows, dout.cols, op, "dskip");
+    cpu::residual_backward(ptr(dout, op), ptr(skip, op), ptr(w, op), ptr(dskip, op), ptr(dw, op), dout.rows,
+                           dout.cols);
   }
-  void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t rows, int64_t dim) override {
-    cpu::embedding_backward(ids, dout, dtable, rows, dim);
+  void softplus_forward(const Tensor& raw, const Tensor& bias, const Tensor& dt) override {
+    const char* op = "softplus_forward";
+    need(dt.contiguous() && dt.rows == raw.rows && dt.cols == raw.cols, op, "dt must be contiguous [rows, H]");
+    cpu::softplus_forward(ptr(raw, op), raw.stride, ptr(bias, op), ptr(dt, op), raw.rows, raw.cols);
   }
-  CrossEntropyResult lm_head_cross_entropy(const float* h, const float* W, const int32_t* targets, int64_t rows,
-                                           int64_t dim, int64_t vocab, float* target_logprob, float* dh, float* dW,
+  void softplus_backward(const Tensor& ddt, const Tensor& raw, const Tensor& bias, const Tensor& draw,
+                         const Tensor& dbias) override {
+    const char* op = "softplus_backward";
+    need(ddt.contiguous() && draw.stride == raw.stride, op, "ddt contiguous, draw with raw's stride");
+    cpu::softplus_backward(ptr(ddt, op), ptr(raw, op), raw.stride, ptr(bias, op), ptr(draw, op), ptr(dbias, op),
+                           raw.rows, raw.cols);
+  }
+  void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out) override {
+    const char* op = "embedding_forward";
+    need(out.contiguous() && out.rows == ids.numel() && out.cols == table.cols, op, "out must be [ids, dim]");
+    const int32_t* id = ptr<int32_t>(ids, op);
+    for (int64_t i = 0; i < ids.numel(); ++i)
+      if (id[i] < 0 || id[i] >= table.rows) fail("{}: id {} outside [0, {})", op, id[i], table.rows);
+    cpu::embedding_forward(id, ptr(table, op), ptr(out, op), out.rows, out.cols);
+  }
+  void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) override {
+    const char* op = "embedding_backward";
+    need(dout.contiguous() && dout.rows == ids.numel() && dout.cols == dtable.cols, op, "dout must be [ids, dim]");
+    cpu::embedding_backward(ptr<int32_t>(ids, op), ptr(dout, op), ptr(dtable, op), dout.rows, dout.cols);
+  }
+  CrossEntropyResult lm_head_cross_entropy(const Tensor& h, const Tensor& W, const Tensor& targets,
+                                           const Tensor& target_logprob, const Tensor& dh, const Tensor& dW,
                                            float grad_scale) override {
-    return cpu::lm_head_cross_entropy(h, W, targets, rows, dim, vocab, target_logprob, dh, dW, grad_scale);
+    const char* op = "lm_head_cross_entropy";
+    need(h.contiguous() && W.contiguous() && h.cols == W.cols, op, "h [rows, dim] and W [vocab, dim] contiguous");
+    need(targets.numel() == h.rows, op, "one target per row needed");
+    need(!target_logprob || target_logprob.numel() >= h.rows, op, "target_logprob too small");
+    need_shape(dh, h.rows, h.cols, op, "dh");
+    need_shape(dW, W.rows, W.cols, op, "dW");
+    return cpu::lm_head_cross_entropy(ptr(h, op), ptr(W, op), ptr<int32_t>(targets, op), h.rows, h.cols, W.rows,
+                                      ptr(target_logprob, op), ptr(dh, op), ptr(dW, op), grad_scale);
   }
-  void lm_head_logits(const float* h, const float* W, float* logits, int64_t rows, int64_t dim,
-                      int64_t vocab) override {
-    cpu::lm_head_logits(h, W, logits, rows, dim, vocab);
+  void lm_head_logits(const Tensor& h, const Tensor& W, const Tensor& logits) override {
+    const char* op = "lm_head_logits";
+    need(h.contiguous() && W.contiguous() && logits.contiguous() && h.cols == W.cols, op, "bad shapes");
+    need_shape(logits, h.rows, W.rows, op, "logits");
+    cpu::lm_head_logits(ptr(h, op), ptr(W, op), ptr(logits, op), h.rows, h.cols, W.rows);
   }
-  void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, const cpu::AdamWParams& p,
+  void adamw_update(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const AdamWParams& p,
                     bool decay) override {
-    cpu::adamw_update(w, g, m, v, n, p, decay);
+    const char* op = "adamw_update";
+    need(w.contiguous() && g.contiguous() && m.contiguous() && v.contiguous(), op, "operands must be contiguous");
+    need(g.numel() == w.numel() && m.numel() == w.numel() && v.numel() == w.numel(), op, "sizes differ");
+    cpu::adamw_update(ptr(w, op), ptr(g, op), ptr(m, op), ptr(v, op), w.numel(), p, decay);
   }
-  double sum_squares(const float* x, int64_t n) override { return cpu::sum_squares(x, n); }
-  void scale_inplace(float* x, int64_t n, float scale) override { cpu::scale_inplace(x, n, scale); }
+  double sum_squares(const Tensor& x) override {
+    need(x.contiguous(), "sum_squares", "operand must be contiguous");
+    return cpu::sum_squares(ptr(x, "sum_squares"), x.numel());
+  }
+  void scale(const Tensor& x, float s) override {
+    need(x.contiguous(), "scale", "operand must be contiguous");
+    cpu::scale_inplace(ptr(x, "scale"), x.numel(), s);
+  }
+  bool all_finite(const Tensor& x) override {
+    need(x.contiguous(), "all_finite", "operand must be contiguous");
+    return cpu::all_finite(ptr(x, "all_finite"), x.numel());
+  }
+
+ private:
+  static void check_host(const Tensor& t, const char* op) {
+    if (t.data && t.device != Device::Cpu) fail("{}: operand on device {}", op, device_name(t.device));
+  }
+  // Host rows of `cols` elements ↔ a (possibly strided) view.
+  static void copy_rows(const void* host, int64_t cols, const Tensor& t, const char* op, bool to_view) {
+    check_host(t, op);
+    const size_t es = dtype_size(t.dtype), row_bytes = size_t(cols) * es;
+    for (int64_t r = 0; r < t.rows; ++r) {
+      char* dev = static_cast<char*>(t.data) + size_t(r * t.stride) * es;
+      char* h = static_cast<char*>(const_cast<void*>(host)) + size_t(r) * row_bytes;
+      if (to_view) std::memcpy(dev, h, row_bytes);
+      else std::memcpy(h, dev, row_bytes);
+    }
+  }
+  static AttentionShape with_strides(AttentionShape s, const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const Tensor& out, const char* op) {
+    need(k.stride == v.stride, op, "k and v must share a row stride");
+    need(q.rows == s.batch * s.q_len && out.rows == q.rows && k.rows == s.batch * s.kv_len && v.rows == k.rows, op,
+         "row counts differ from the shape");
+    need(q.cols >= s.heads * s.head_dim && out.cols >= s.heads * s.head_dim && k.cols >= s.kv_heads * s.head_dim &&
+             v.cols >= s.kv_heads * s.head_dim,
+         op, "operand narrower than its heads");
+    s.q_stride = q.stride, s.kv_stride = k.stride, s.out_stride = out.stride;
+    return s;
+  }
+  static SsdShape with_strides(SsdShape s, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& B,
+                               const Tensor& C, const Tensor& D, const Tensor& y, const char* op) {
+    const int64_t rows = s.batch * s.seq;
+    need(x.rows == rows && dt.rows == rows && B.rows == rows && C.rows == rows && y.rows == rows, op,
+         "row counts differ from batch·seq");
+    need(x.cols >= s.heads * s.head_dim && y.cols >= s.heads * s.head_dim && dt.cols >= s.heads &&
+             B.cols >= s.groups * s.state_dim && C.cols >= s.groups * s.state_dim,
+         op, "operand narrower than its heads");
+    need(A.numel() == s.heads && (!D || D.numel() == s.heads), op, "A and D need one value per head");
+    need(B.stride == C.stride, op, "B and C must share a row stride");
+    s.x_stride = x.stride, s.bc_stride = B.stride, s.dt_stride = dt.stride, s.y_stride = y.stride;
+    return s;
+  }
+  static void check_state(const SsdShape& s, const Tensor& st, const char* op) {
+    need(!st || (st.contiguous() && st.numel() == s.batch * s.heads * s.head_dim * s.state_dim), op,
+         "state must be contiguous [batch, H·P·N]");
+  }
 };
 
 }  // namespace

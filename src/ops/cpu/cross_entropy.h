@@ -4,12 +4,11 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/shapes.h"
+
 namespace txs::cpu {
 
-struct CrossEntropyResult {
-  double loss_sum = 0;   // Σ −log p(target) over rows with a target
-  int64_t counted = 0;   // rows with target ≥ 0
-};
+using txs::CrossEntropyResult;
 
 // h [rows,dim], W [vocab,dim]; targets [rows], −1 = no target. target_logprob [rows] (nullable) gets
 // log p(target) (0 where no target). When dh is non-null the backward runs: dh written, dW accumulated,

@@ -27,22 +27,23 @@ void RopeTable::ensure(int64_t max_pos) {
 }
 
 template <class T>
-void rope_apply(T* x, int64_t rows, int64_t heads, int64_t row_stride, const int32_t* pos, const RopeTable& table,
+void rope_apply(T* x, int64_t rows, int64_t heads, int64_t row_stride, const int32_t* pos, const RopeCoeffs& table,
                 bool inverse) {
-  const int64_t D = table.dim(), half = D / 2;
+  const int64_t D = table.dim, half = D / 2;
+  if (D <= 0 || D % 2 != 0) fail("rope: dimension must be positive and even, got {}", D);
   if (rows < 0 || heads < 0) fail("rope: bad shape rows={} heads={}", rows, heads);
   if (rows > 1 && row_stride < heads * D) fail("rope: row stride {} < heads·dim {}", row_stride, heads * D);
   // Positions are checked before the parallel loop: an exception must not leave an OpenMP region.
   for (int64_t r = 0; r < rows; ++r)
-    if (pos[r] < 0 || pos[r] >= table.max_pos())
-      fail("rope: position {} outside the table [0, {})", pos[r], table.max_pos());
+    if (pos[r] < 0 || pos[r] >= table.positions)
+      fail("rope: position {} outside the table [0, {})", pos[r], table.positions);
   // The inverse rotation R(−t) = R(t)ᵀ: same table, negated sine. Being the exact transpose (also with
   // the float-rounded table) it is the backward pass of the forward rotation.
   const T sign = inverse ? T(-1) : T(1);
 #pragma omp parallel for schedule(static) if (rows * heads * D > 16384)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* c = table.cos_row(pos[r]);
-    const float* s = table.sin_row(pos[r]);
+    const float* c = table.cos + pos[r] * half;
+    const float* s = table.sin + pos[r] * half;
     for (int64_t h = 0; h < heads; ++h) {
       T* lo = x + r * row_stride + h * D;
       T* hi = lo + half;
@@ -56,7 +57,7 @@ void rope_apply(T* x, int64_t rows, int64_t heads, int64_t row_stride, const int
   }
 }
 
-template void rope_apply<float>(float*, int64_t, int64_t, int64_t, const int32_t*, const RopeTable&, bool);
-template void rope_apply<double>(double*, int64_t, int64_t, int64_t, const int32_t*, const RopeTable&, bool);
+template void rope_apply<float>(float*, int64_t, int64_t, int64_t, const int32_t*, const RopeCoeffs&, bool);
+template void rope_apply<double>(double*, int64_t, int64_t, int64_t, const int32_t*, const RopeCoeffs&, bool);
 
 }  // namespace txs::cpu

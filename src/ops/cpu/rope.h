@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/shapes.h"
+
 namespace txs::cpu {
 
 class RopeTable {
@@ -16,6 +18,7 @@ class RopeTable {
   int64_t max_pos() const { return max_pos_; }
   const float* cos_row(int64_t pos) const { return cos_.data() + pos * (dim_ / 2); }
   const float* sin_row(int64_t pos) const { return sin_.data() + pos * (dim_ / 2); }
+  RopeCoeffs coeffs() const { return {cos_.data(), sin_.data(), dim_, max_pos_}; }
 
  private:
   int64_t dim_;
@@ -24,10 +27,15 @@ class RopeTable {
   std::vector<float> cos_, sin_;
 };
 
-// Rotates, in place, `heads` vectors of size table.dim() in each of `rows` rows of x. Row r starts at
+// Rotates, in place, `heads` vectors of size c.dim in each of `rows` rows of x. Row r starts at
 // x + r*row_stride and sits at position pos[r]. inverse=true rotates by −pos: the backward pass.
 template <class T>
-void rope_apply(T* x, int64_t rows, int64_t heads, int64_t row_stride, const int32_t* pos, const RopeTable& table,
+void rope_apply(T* x, int64_t rows, int64_t heads, int64_t row_stride, const int32_t* pos, const RopeCoeffs& c,
                 bool inverse);
+template <class T>
+void rope_apply(T* x, int64_t rows, int64_t heads, int64_t row_stride, const int32_t* pos, const RopeTable& table,
+                bool inverse) {
+  rope_apply(x, rows, heads, row_stride, pos, table.coeffs(), inverse);
+}
 
 }  // namespace txs::cpu

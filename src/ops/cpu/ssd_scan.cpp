@@ -528,4 +528,19 @@ TXS_SSD_INSTANTIATE(float)
 TXS_SSD_INSTANTIATE(double)
 #undef TXS_SSD_INSTANTIATE
 
+template <class T>
+void ssd_decay_forward(const T* A_log, T* A, int64_t heads) {
+  for (int64_t h = 0; h < heads; ++h) A[h] = -std::exp(A_log[h]);
+}
+
+template <class T>
+void ssd_decay_backward(const T* dA, const T* A, T* dA_log, int64_t heads) {
+  for (int64_t h = 0; h < heads; ++h) dA_log[h] += dA[h] * A[h];
+}
+
+template void ssd_decay_forward<float>(const float*, float*, int64_t);
+template void ssd_decay_forward<double>(const double*, double*, int64_t);
+template void ssd_decay_backward<float>(const float*, const float*, float*, int64_t);
+template void ssd_decay_backward<double>(const double*, const double*, double*, int64_t);
+
 }  // namespace txs::cpu

@@ -5,22 +5,11 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/shapes.h"
+
 namespace txs::cpu {
 
-struct SsdShape {
-  int64_t batch = 1;
-  int64_t seq = 0;        // T
-  int64_t heads = 1;      // H
-  int64_t head_dim = 0;   // P
-  int64_t groups = 1;     // G: B and C have G groups; head h uses group h / (H / G)
-  int64_t state_dim = 0;  // N
-  int64_t chunk = 256;    // Q
-  // Row strides in elements (token (b,t) is row b*seq + t); inputs may be column slices of one buffer.
-  int64_t x_stride = 0;   // ≥ H*P
-  int64_t bc_stride = 0;  // ≥ G*N, for both B and C
-  int64_t dt_stride = 0;  // ≥ H
-  int64_t y_stride = 0;   // ≥ H*P
-};
+using txs::SsdShape;
 
 // x [rows,H,P], dt [rows,H] (Δ, already softplus'd), A [H] (negative), B, C [rows,G,N], D [H] or null,
 // init_state [B,H,P,N] or null (zeros), y [rows,H,P], final_state [B,H,P,N] or null.
@@ -41,5 +30,11 @@ void ssd_backward(const SsdShape& s, const T* x, const T* dt, const T* A, const 
 template <class T>
 void ssd_step(int64_t batch, int64_t heads, int64_t head_dim, int64_t groups, int64_t state_dim, const T* x,
               const T* dt, const T* A, const T* B, const T* C, const T* D, T* state, T* y);
+
+// A = −exp(A_log) per head, and the backward dA_log += dA ⊙ A (dA/dA_log = A).
+template <class T>
+void ssd_decay_forward(const T* A_log, T* A, int64_t heads);
+template <class T>
+void ssd_decay_backward(const T* dA, const T* A, T* dA_log, int64_t heads);
 
 }  // namespace txs::cpu
