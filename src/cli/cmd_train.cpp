@@ -5,8 +5,6 @@
 #include <filesystem>
 
 #include "cli/commands.h"
-#include "core/error.h"
-#include "model/config.h"
 #include "train/plot.h"
 #include "train/train_setup.h"
 #include "train/trainer.h"
