@@ -5,15 +5,11 @@
 #include <filesystem>
 
 #include "cli/commands.h"
-#include "core/error.h"
-#include "model/config.h"
 #include "train/plot.h"
+#include "train/train_setup.h"
 #include "train/trainer.h"
 
 namespace txs::cli {
-
-// The built-in default corpus: the `fortunes` package's English texts, installed by scripts/setup.sh.
-static const char* kDefaultCorpus = "/usr/share/games/fortunes";
 
 void register_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a model on text files or prepared token shards");
@@ -54,35 +50,15 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--sample-prompt", o->sample_prompt, "prompt of that sample");
   cmd->add_option("--resume", *resume, "continue the run in this directory exactly where it stopped");
   cmd->callback([=] {
-    TrainOptions opts = *o;
-    if (!config->empty() && resume->empty()) {
-      // Training fields of the config file apply unless the same flag was given on the command line.
-      nlohmann::json j = read_json_file(*config);
-      if (!j.is_object()) fail("{}: config must be a JSON object", *config);
-      if (j.contains("train")) {
-        nlohmann::json merged = TrainOptions::from_json(j["train"]).to_json();  // validates the keys
-        const nlohmann::json cli = opts.to_json();
-        for (auto& [key, value] : cli.items()) {
-          std::string flag = "--" + key;
-          std::replace(flag.begin(), flag.end(), '_', '-');
-          CLI::Option* opt = nullptr;
-          try {
-            opt = cmd->get_option(flag);
-          } catch (const CLI::OptionNotFound&) {
-          }
-          if (opt && opt->count() > 0) merged[key] = value;  // given on the command line: it wins
-        }
-        opts = TrainOptions::from_json(merged);
-      }
-      opts.config_file = *config;
+    // Only collects what was given; src/train/train_setup.cpp merges it with the config file and resume state.
+    TrainRequest request{*o, {}, *config, *resume};
+    for (const CLI::Option* opt : cmd->get_options()) {
+      if (opt->count() == 0 || opt->get_lnames().empty()) continue;
+      std::string key = opt->get_lnames().front();
+      std::replace(key.begin(), key.end(), '-', '_');
+      request.given.insert(key);
     }
-    if (opts.data.empty() && resume->empty()) {
-      if (!std::filesystem::exists(kDefaultCorpus))
-        fail("no --data given and the default corpus {} is missing (run scripts/setup.sh)", kDefaultCorpus);
-      opts.data = {kDefaultCorpus};
-    }
-    const int64_t steps_override = !resume->empty() && cmd->count("--steps") ? o->steps : -1;
-    TrainResult r = train(opts, *resume, steps_override);
+    TrainResult r = train(request);
     fmt::print("done: {} steps, final loss {:.4f}", r.steps_done, r.last_loss);
     if (r.last_val_loss > 0) fmt::print(", val loss {:.4f}", r.last_val_loss);
     if (r.first_val_loss > 0) fmt::print(" (start {:.4f})", r.first_val_loss);

@@ -1,5 +1,9 @@
-// `transxssm train`: the training loop with AdamW, schedule, clipping, accumulation, periodic
-// validation, progress display, metrics.jsonl, loss-curve SVG and exactly resumable checkpoints.
+// `transxssm train`: the training options and the driver loop. The parts live beside it:
+//   train_setup.h   options (config file, flags, resume), data, model and optimizer state
+//   train_step.h    one optimizer step with gradient accumulation; validation loss
+//   run_outputs.h   metrics.jsonl, progress line, loss.svg, checkpoints, sample (first process only)
+//   checkpointing.h atomic checkpoint save, resume lookup, metrics truncation
+//   run_role.h      which process does what, and what data parallelism will add
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -7,6 +11,7 @@
 #include <vector>
 
 #include "train/optimizer.h"
+#include "train/run_role.h"
 #include "train/schedule.h"
 
 namespace txs {
@@ -48,10 +53,9 @@ struct TrainResult {
   std::string sample;  // generated text, if requested
 };
 
-// Runs (or, when resume_dir is non-empty, resumes) training. A resumed run continues bit-identically.
-TrainResult train(TrainOptions options, const std::string& resume_dir = "", int64_t steps_override = -1);
+struct TrainRequest;  // train_setup.h
 
-// Where the checkpoint of a run directory lives (DIR/checkpoint).
-std::string run_checkpoint_dir(const std::string& run_dir);
+// Runs (or, with request.resume_dir, resumes) training. A resumed run continues bit-identically.
+TrainResult train(const TrainRequest& request, RunRole role = {});
 
 }  // namespace txs

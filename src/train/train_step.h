@@ -1,0 +1,35 @@
+// The compute every process does: one optimizer step (micro-batches with gradient accumulation, then the
+// AdamW update) and the validation loss.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "data/token_source.h"
+#include "model/model.h"
+#include "train/optimizer.h"
+#include "train/trainer.h"
+
+namespace txs {
+
+// Token ids and next-token targets of one micro-batch, [rows, seq].
+struct Batch {
+  std::vector<int32_t> ids, targets;
+  Batch(int64_t rows, int64_t seq) : ids(size_t(rows * seq)), targets(size_t(rows * seq)) {}
+};
+
+struct StepStats {
+  double loss = 0;  // mean over the step's target tokens
+  double lr = 0;
+  double grad_norm = 0;  // before clipping
+  double tokens_per_s = 0;
+};
+
+// Update number step+1 (step is 0-based). Its micro-batches are addressed by (step, micro), so a resumed
+// run draws exactly the data the uninterrupted run would have.
+StepStats train_step(Model& model, AdamW& opt, const TokenSource& train, const TrainOptions& o, int64_t step,
+                     Batch& batch);
+
+// Mean loss over the fixed validation windows.
+double validation_loss(Model& model, const TokenSource& val, const TrainOptions& o, Batch& batch);
+
+}  // namespace txs
