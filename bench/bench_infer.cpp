@@ -5,6 +5,9 @@
 //               [--steps N] [--json FILE]
 // Decoding at context C: one sequence is prefilled to C tokens (that pass is the prefill figure), then copied
 // into `batch` sequences (a fork, as for a shared prompt) that decode --steps tokens together.
+// Efficiency is against ceilings measured at the start, per thread count (bench/machine_ceiling.h): prefill as
+// % of the fp32 GEMM ceiling, decode as % of the read bandwidth (a decode step must read every weight once
+// and each sequence's state once, so at small batch it is bound by memory, not by FLOPs).
 #include <fmt/format.h>
 
 #include <chrono>
@@ -20,6 +23,7 @@
 #include "core/threads.h"
 #include "infer/engine.h"
 #include "model/model.h"
+#include "machine_ceiling.h"
 
 using namespace txs;
 
@@ -77,11 +81,20 @@ int main(int argc, char** argv) {
   // "tiny" is the size preset; "d512" is the llama.cpp peer shape (8 layers, 8 heads, SwiGLU 1536, untied).
   const std::vector<Shape> shapes = {{"tiny", 256, 8, 4, 768, 50304, true}, {"d512", 512, 8, 8, 1536, 50304, false}};
   nlohmann::json results = nlohmann::json::array();
-  fmt::print("{:<6} {:<12} {:>7} {:>5} {:>3} {:>12} {:>12} {:>12} {:>12} {:>14}\n", "shape", "arch", "context", "batch",
-             "thr", "prefill t/s", "(per cpu-s)", "decode t/s", "(per cpu-s)", "state/seq");
+  std::vector<bench::MachineCeiling> machine;  // one per thread count, in the order of `threads`
+  {
+    const Buffer<float> buf = bench::make_read_buffer();  // one 512 MiB buffer for every bandwidth pass
+    for (int64_t thr : threads) machine.push_back(bench::measure_machine(int(thr), &buf));
+  }
+  for (const auto& m : machine) m.print();
+  fmt::print("{:<6} {:<12} {:>7} {:>5} {:>3} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7} {:>14}\n", "shape", "arch",
+             "context", "batch", "thr", "prefill t/s", "(per cpu-s)", "%gemm", "decode t/s", "(per cpu-s)", "%bw",
+             "state/seq");
   for (const Shape& s : shapes) {
     if (!only.empty() && only != s.name) continue;
-    for (int64_t thr : threads) {
+    for (size_t ti = 0; ti < threads.size(); ++ti) {
+      const int64_t thr = threads[ti];
+      const bench::MachineCeiling& m = machine[ti];
       set_num_threads(int(thr));
       for (int64_t ctx : contexts) {
         for (const char* arch : {"transxssm", "transformer"}) {
@@ -109,6 +122,15 @@ int main(int argc, char** argv) {
           double t0 = now(), c0 = cpu_now();
           eng.prefill(base, ids.data(), ctx, nullptr, nullptr, logits.data());
           const double prefill_tps = double(ctx) / (now() - t0), prefill_cpu = double(ctx) / (cpu_now() - c0);
+          // Prefill FLOPs per token: 2 per matmul parameter, but the LM head (vocab × d, in matmul_params tied or
+          // not) runs on the last token only, plus the forward attention/SSD mixing terms at this context.
+          const double head = double(s.vocab * s.d);
+          const double prefill_flops = 2.0 * (double(model.matmul_params()) - head) + 2.0 * head / double(ctx) +
+                                       model.mixing_flops_per_token(ctx);
+          const double prefill_gemm = prefill_flops * prefill_tps / (m.gemm_gflops("fp32") * 1e9);
+          // Bytes one decode step must read: every weight once (fp32) plus each sequence's state.
+          const double weight_bytes = double(model.num_params()) * sizeof(float);
+          const double state_bytes = double(sequence_state_bytes(model.config(), ctx));
           for (int64_t B : batches) {
             std::vector<SequenceState> seqs(static_cast<size_t>(B), base);
             std::vector<SequenceState*> ptrs;
@@ -119,10 +141,15 @@ int main(int argc, char** argv) {
             eng.decode(ptrs, next.data(), logits.data());  // warm-up step
             t0 = now(), c0 = cpu_now();
             for (int k = 0; k < steps; ++k) eng.decode(ptrs, next.data(), logits.data());
-            const double decode_tps = double(B * steps) / (now() - t0), decode_cpu = double(B * steps) / (cpu_now() - c0);
+            const double step_s = (now() - t0) / steps;
+            const double decode_tps = double(B) / step_s, decode_cpu = double(B * steps) / (cpu_now() - c0);
+            const double bytes_per_step = weight_bytes + double(B) * state_bytes;
+            const double decode_bw = bytes_per_step / step_s / (m.read_gbs_n * 1e9);
             const size_t bytes = base.bytes();
-            fmt::print("{:<6} {:<12} {:>7} {:>5} {:>3} {:>12.1f} {:>12.1f} {:>12.1f} {:>12.1f} {:>10.2f} MiB\n", s.name,
-                       arch, ctx, B, thr, prefill_tps, prefill_cpu, decode_tps, decode_cpu, double(bytes) / (1 << 20));
+            fmt::print("{:<6} {:<12} {:>7} {:>5} {:>3} {:>12.1f} {:>12.1f} {:>6.1f}% {:>12.1f} {:>12.1f} {:>6.1f}% "
+                       "{:>10.2f} MiB\n",
+                       s.name, arch, ctx, B, thr, prefill_tps, prefill_cpu, 100 * prefill_gemm, decode_tps, decode_cpu,
+                       100 * decode_bw, double(bytes) / (1 << 20));
             std::fflush(stdout);
             results.push_back({{"shape", s.name},
                                {"arch", arch},
@@ -133,7 +160,11 @@ int main(int argc, char** argv) {
                                {"decode_tokens_per_s", decode_tps},
                                {"prefill_tokens_per_cpu_s", prefill_cpu},
                                {"decode_tokens_per_cpu_s", decode_cpu},
-                               {"state_bytes_per_sequence", bytes}});
+                               {"state_bytes_per_sequence", bytes},
+                               {"prefill_gemm_fraction", prefill_gemm},
+                               {"decode_bytes_per_step", bytes_per_step},
+                               {"decode_bandwidth_fraction", decode_bw},
+                               {"machine", m.json()}});
           }
         }
       }

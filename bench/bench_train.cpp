@@ -1,6 +1,7 @@
 // Training-step throughput (forward + backward + AdamW) and model FLOPs utilisation, for TransXSSM and a
 // Transformer of the same size, side by side with the same model written in PyTorch (bench/torch_peer.py,
-// Debian python3-torch, same thread count). Usage:
+// Debian python3-torch, same thread count). MFU is against the fp32 GEMM ceiling measured at the start of the
+// run (bench/machine_ceiling.h), not a fixed peak: the CPU under the bench changes between runs. Usage:
 //   bench_train [--steps N] [--threads N] [--no-peer] [--only tiny|d512] [--seqs 1024,4096] [--json FILE]
 #include <fmt/format.h>
 
@@ -16,12 +17,11 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "train/optimizer.h"
+#include "machine_ceiling.h"
 
 using namespace txs;
 
 namespace {
-
-constexpr double kPeakFlops = 442e9;  // this machine's fp32 peak (2 Zen 5 cores, AVX-512)
 
 struct Shape {
   std::string name;
@@ -32,7 +32,7 @@ struct Result {
   double tokens_per_s = 0, mfu = 0;
 };
 
-Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int steps) {
+Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int steps, double ceiling_flops) {
   nlohmann::json over = {{"arch", arch}, {"hidden_size", s.d}, {"num_hidden_layers", s.layers},
                          {"num_attention_heads", s.heads}, {"num_key_value_heads", s.heads},
                          {"intermediate_size", s.inter}, {"vocab_size", s.vocab},
@@ -57,7 +57,7 @@ Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int step
   r.tokens_per_s = double(seq) / secs;
   // Model FLOPs per token: 6 per matmul parameter (fwd + bwd) plus 3× the forward attention/SSD mixing terms.
   const double flops = 6.0 * double(model.matmul_params()) + 3.0 * model.mixing_flops_per_token(seq);
-  r.mfu = flops * r.tokens_per_s / kPeakFlops;
+  r.mfu = flops * r.tokens_per_s / ceiling_flops;
   return r;
 }
 
@@ -113,8 +113,12 @@ int main(int argc, char** argv) {
   set_num_threads(threads);
   const int nthreads = num_threads();
   const std::vector<Shape> shapes = {{"tiny", 256, 8, 4, 768, 256}, {"d512", 512, 8, 8, 1536, 50304}};
-  fmt::print("training step = forward + backward + AdamW, batch 1, fp32, {} threads; MFU vs {:.0f} GFLOP/s peak\n",
-             nthreads, kPeakFlops / 1e9);
+  const bench::MachineCeiling machine = bench::measure_machine(nthreads);
+  const double ceiling = machine.gemm_gflops("fp32") * 1e9;
+  machine.print();
+  fmt::print("training step = forward + backward + AdamW, batch 1, fp32, {} threads; "
+             "MFU = % of the measured fp32 GEMM ceiling ({:.0f} GFLOP/s)\n",
+             nthreads, ceiling / 1e9);
   fmt::print("{:<6} {:>6} {:<12} {:>12} {:>7} {:>12} {:>9}\n", "model", "seq", "arch", "ours tok/s", "MFU",
              "torch tok/s", "vs torch");
   nlohmann::json all = nlohmann::json::array();
@@ -124,7 +128,7 @@ int main(int argc, char** argv) {
       double ours[2] = {0, 0};
       int k = 0;
       for (std::string arch : {"transxssm", "transformer"}) {
-        Result r = bench_ours(s, arch, seq, steps);
+        Result r = bench_ours(s, arch, seq, steps, ceiling);
         const double theirs = peer ? bench_peer(s, arch, seq, nthreads) : 0;
         ours[k++] = r.tokens_per_s;
         fmt::print("{:<6} {:>6} {:<12} {:>12.0f} {:>6.1f}% {:>12} {:>9}\n", s.name, seq, arch, r.tokens_per_s,
@@ -132,7 +136,8 @@ int main(int argc, char** argv) {
                    theirs > 0 ? fmt::format("{:.1f}x", r.tokens_per_s / theirs) : "-");
         std::fflush(stdout);
         all.push_back({{"model", s.name}, {"seq", seq}, {"arch", arch}, {"tokens_per_s", r.tokens_per_s},
-                       {"mfu", r.mfu}, {"torch_tokens_per_s", theirs}, {"threads", nthreads}});
+                       {"mfu", r.mfu}, {"torch_tokens_per_s", theirs}, {"threads", nthreads},
+                       {"machine", machine.json()}});  // the ceilings this row's MFU is relative to
       }
       fmt::print("{:<6} {:>6} transxssm / transformer tokens/s = {:.2f}x\n", s.name, seq, ours[0] / ours[1]);
     }
