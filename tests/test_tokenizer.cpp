@@ -311,10 +311,10 @@ TEST(Tokenizer, FuzzLoader) {
       switch (rng() % 4) {
         case 0: s[pos] = char(rng() % 256); break;
         case 1: s.erase(pos, 1 + rng() % 20); break;
-        case 2: s.insert(pos, std::string(1, "{}[]\",:0-9ae \\"[rng() % 15])); break;
+        case 2: s.insert(pos, 1, "{}[]\",:0-9ae \\"[rng() % 15]); break;
         case 3: s.resize(pos); break;
       }
-      if (s.empty()) s = "{";
+      if (s.empty()) s.push_back('{');
     }
     try {
       const Tokenizer t = Tokenizer::from_json_text(s, "fuzz");

@@ -273,7 +273,7 @@ std::vector<LambadaItem> load_lambada(const std::string& path) {
     const size_t sp = text.rfind(' ');
     if (sp == std::string::npos || sp == 0 || sp + 1 == text.size())
       fail("{}:{}: text has no last word after a space", path, line);
-    out.push_back({text.substr(0, sp), " " + text.substr(sp + 1)});
+    out.push_back({text.substr(0, sp), text.substr(sp)});  // continuation keeps its leading space
   });
   return out;
 }
@@ -339,7 +339,7 @@ std::string hellaswag_preprocess(const std::string& text) {
     if (q == std::string::npos) break;
     s.erase(p, q - p + 1);
   }
-  for (size_t p; (p = s.find("  ")) != std::string::npos;) s.replace(p, 2, " ");
+  for (size_t p; (p = s.find("  ")) != std::string::npos;) s.erase(p, 1);
   return s;
 }
 
