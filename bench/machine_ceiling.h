@@ -24,7 +24,7 @@ namespace txs::bench {
 // The one call into the backend's GEMM (y[rows,out] = x[rows,in]·Wᵀ, W is [out,in]); adapt here when the
 // Backend signature changes (a bf16 variant goes beside it).
 inline void backend_gemm_fp32(const float* x, const float* W, float* y, int64_t rows, int64_t in, int64_t out) {
-  txs::cpu_backend().linear_forward(x, W, y, rows, in, out);
+  txs::cpu_backend().linear_forward(view(x, rows, in), view(W, out, in), view(y, rows, out));
 }
 
 struct GemmCeiling {
