@@ -7,6 +7,18 @@
 
 namespace txs {
 
+void fill_rope_rows(int64_t dim, double theta, int64_t p0, int64_t p1, float* cos, float* sin) {
+  const int64_t half = dim / 2;
+  for (int64_t p = p0; p < p1; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double omega = std::pow(theta, -2.0 * double(i) / double(dim));
+      const double angle = double(p) * omega;
+      cos[p * half + i] = float(std::cos(angle));
+      sin[p * half + i] = float(std::sin(angle));
+    }
+  }
+}
+
 RopeTable::RopeTable(Backend& be, int64_t dim, double theta)
     : dim_(dim), theta_(theta), cos_(be, DType::F32), sin_(be, DType::F32) {
   if (dim_ <= 0 || dim_ % 2 != 0) fail("rope: dimension must be positive and even, got {}", dim_);
@@ -19,14 +31,7 @@ void RopeTable::ensure(int64_t max_pos) {
   const int64_t want = std::max<int64_t>({max_pos, 2 * positions_, 1024});
   host_cos_.resize(size_t(want * half));
   host_sin_.resize(size_t(want * half));
-  for (int64_t p = positions_; p < want; ++p) {
-    for (int64_t i = 0; i < half; ++i) {
-      const double omega = std::pow(theta_, -2.0 * double(i) / double(dim_));
-      const double angle = double(p) * omega;
-      host_cos_[size_t(p * half + i)] = float(std::cos(angle));
-      host_sin_[size_t(p * half + i)] = float(std::sin(angle));
-    }
-  }
+  fill_rope_rows(dim_, theta_, positions_, want, host_cos_.data(), host_sin_.data());
   cos_.resize(want * half);
   sin_.resize(want * half);
   cos_.backend()->upload(host_cos_.data(), cos_.flat());

@@ -9,6 +9,10 @@
 
 namespace txs {
 
+// Rows [p0, p1) of a table of dimension `dim`: cos/sin[p·dim/2 + i] of p·θ^(−2i/dim), angles in double.
+// The one definition of the angles: the backend table below and the host table of the kernel tests use it.
+void fill_rope_rows(int64_t dim, double theta, int64_t p0, int64_t p1, float* cos, float* sin);
+
 class RopeTable {
  public:
   RopeTable(Backend& be, int64_t dim, double theta);

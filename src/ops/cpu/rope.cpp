@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "ops/rope_table.h"
 
 namespace txs::cpu {
 
@@ -15,14 +16,7 @@ void RopeTable::ensure(int64_t max_pos) {
   cos_.resize(size_t(max_pos * half));
   sin_.resize(size_t(max_pos * half));
   // Only the new positions are filled: rows already handed out keep their values.
-  for (int64_t p = max_pos_; p < max_pos; ++p) {
-    for (int64_t i = 0; i < half; ++i) {
-      const double omega = std::pow(theta_, -2.0 * double(i) / double(dim_));
-      const double angle = double(p) * omega;
-      cos_[size_t(p * half + i)] = float(std::cos(angle));
-      sin_[size_t(p * half + i)] = float(std::sin(angle));
-    }
-  }
+  fill_rope_rows(dim_, theta_, max_pos_, max_pos, cos_.data(), sin_.data());
   max_pos_ = max_pos;
 }
 

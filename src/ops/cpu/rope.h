@@ -8,6 +8,8 @@
 
 namespace txs::cpu {
 
+// A host-memory table for direct kernel calls (the kernel tests); the model uses the backend-resident
+// txs::RopeTable of ops/rope_table.h. Both fill their rows with fill_rope_rows.
 class RopeTable {
  public:
   RopeTable(int64_t dim, double theta) : dim_(dim), theta_(theta) {}
