@@ -212,6 +212,8 @@ class CpuBackend final : public Backend {
                             const Tensor& dw, const Tensor& dbias, int64_t batch, int64_t seq) override {
     const char* op = "conv1d_silu_backward";
     need(x.rows == batch * seq && dy.rows == x.rows && dx.rows == x.rows, op, "operands must be [batch·seq, C]");
+    need(dy.cols == x.cols && dx.cols == x.cols, op, "dy and dx must have x's columns");
+    need(dx.stride == x.stride, op, "dx must have x's stride");  // the kernel writes dx with x's stride
     need(w.rows == x.cols && w.contiguous(), op, "w must be [C, K]");
     cpu::conv1d_silu_backward(ptr(dy, op), dy.stride, ptr(x, op), x.stride, ptr(w, op), ptr(bias, op), ptr(dx, op),
                               ptr(dw, op), ptr(dbias, op), batch, seq, x.cols, w.cols);
