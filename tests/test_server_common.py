@@ -127,11 +127,11 @@ class Server:
     def alive(self):
         return self.proc.poll() is None
 
-    def terminate(self, timeout=15):
-        """SIGTERM; returns (exit code or None if it did not end, seconds it took)."""
+    def terminate(self, timeout=15, sig=signal.SIGTERM):
+        """SIGTERM (or sig); returns (exit code or None if it did not end, seconds it took)."""
         t0 = time.time()
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

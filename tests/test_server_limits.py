@@ -8,6 +8,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -98,9 +99,13 @@ def timeout_and_busy(model):
             [f.result() for f in futs]
         status, _ = s.complete({"prompt": "x", "max_tokens": 1})
         check(status == 200, "admitted again once the running requests ended")
+        # SIGINT (Ctrl-C) with a request in flight ends the server like SIGTERM.
+        pending = threading.Thread(target=abandon, args=(s.port, {"prompt": "x", "max_tokens": FOREVER}, 10))
+        pending.start()
+        wait_for(lambda: s.metric("active_sequences") == 1, 5)
     finally:
-        rc, took = s.terminate()
-        check(rc == 0, f"SIGTERM: exit 0 (rc {rc})")
+        rc, took = s.terminate(sig=signal.SIGINT)
+        check(rc == 0 and took < 6.5, f"SIGINT with a request in flight: exit {rc} after {took:.1f} s")
 
 
 def cancellation_and_prefill(model):
