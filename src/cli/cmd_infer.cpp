@@ -88,6 +88,8 @@ void run_generate(const GenerateArgs& a) {
 
   SamplingParams sp;
   sp.temperature = a.temperature, sp.top_k = a.top_k, sp.top_p = a.top_p;
+  // The model's vocabulary may be padded past the tokenizer's: those ids have no text and are never sampled.
+  if (tok) sp.real_vocab = std::min<int64_t>(tok->vocab_size(), V);
   std::optional<TextStream> text;
   if (tok) text.emplace(*tok, a.stops);
   else if (!a.stops.empty()) fail("generate: --stop needs a tokenizer");
@@ -164,9 +166,23 @@ void register_infer_commands(CLI::App& app) {
     cmd->add_option("--tokenizer", *tokenizer, "tokenizer (default: the checkpoint's tokenizer.json)");
     cmd->add_option("--host", o->host, "address to bind (default 127.0.0.1: this machine only)");
     cmd->add_option("--port", o->port, "TCP port (0: any free port, printed at start)");
-    cmd->add_option("--max-batch", o->max_batch, "most sequences decoded together");
-    cmd->add_option("--max-body", o->max_body_bytes, "largest request body in bytes");
+    cmd->add_option("--max-batch", o->max_batch, "most sequences decoded together (default 8)");
+    cmd->add_option("--max-sequences", o->max_sequences,
+                    "most sequences in flight (decoding + waiting + being sent); more: 503 with Retry-After "
+                    "(default 64; also caps the prompts in one request at min(64, this))");
+    cmd->add_option("--max-context", o->max_context,
+                    "prompt + generated tokens per sequence: longer prompts get 400, max_tokens is capped to "
+                    "what is left after the prompt (default 0: the model's context length)");
+    cmd->add_option("--request-timeout", o->request_timeout,
+                    "seconds a request may run; then it ends with finish_reason \"timeout\" (default 600, 0: none)");
+    cmd->add_option("--prefill-chunk", o->prefill_chunk,
+                    "prompt tokens prefilled between two decode steps of the running sequences (default 128)");
+    cmd->add_option("--shutdown-grace", o->shutdown_grace,
+                    "seconds SIGTERM/SIGINT waits for in-flight responses before exiting 0 (default 5)");
+    cmd->add_option("--max-body", o->max_body_bytes, "largest request body in bytes; more: 413 (default 1048576)");
+    cmd->add_option("--http-threads", o->http_threads, "HTTP worker threads (default 0: max-sequences + 8)");
     cmd->add_option("--threads", *threads, "compute threads (default: all cores)");
+    cmd->footer("Limits and what happens beyond them: docs/server.md");
     cmd->callback([=] {
       set_num_threads(*threads);
       auto model = load_checkpoint(*model_dir);

@@ -9,7 +9,9 @@
 
 namespace txs {
 
-int32_t sample_token(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng) {
+int32_t sample_token(const float* logits, int64_t padded_vocab, const SamplingParams& p, Rng& rng) {
+  // Padding ids are masked by never looking at their logits.
+  const int64_t vocab = p.real_vocab > 0 ? std::min(p.real_vocab, padded_vocab) : padded_vocab;
   if (vocab <= 0) fail("sample_token: empty vocabulary");
   if (p.temperature < 0 || !(p.top_p > 0 && p.top_p <= 1) || p.top_k < 0)
     fail("sampling: need temperature ≥ 0, 0 < top_p ≤ 1, top_k ≥ 0");
