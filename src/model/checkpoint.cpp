@@ -121,7 +121,8 @@ void save_checkpoint_tokenizer(const std::string& dir, const std::string& tokeni
 std::string resolve_checkpoint_tokenizer(const std::string& model_dir, const std::string& explicit_path) {
   if (!explicit_path.empty()) return explicit_path;
   const fs::path dir(model_dir);
-  if (fs::exists(dir / "tokenizer.json") || fs::exists(dir / "vocab.json")) return model_dir;
+  if (fs::exists(dir / "tokenizer.json")) return (dir / "tokenizer.json").string();
+  if (fs::exists(dir / "vocab.json")) return model_dir;  // from_file finds merges.txt beside it
   return "";
 }
 

@@ -24,8 +24,8 @@ void save_checkpoint_tokenizer(const std::string& dir, const std::string& tokeni
 std::string byte_tokenizer_json();
 
 // The tokenizer every command uses with checkpoint `model_dir`: `explicit_path` (--tokenizer) when given,
-// else the checkpoint folder when it holds tokenizer.json or vocab.json + merges.txt (pass it to
-// Tokenizer::from_file), else "" (a checkpoint without one, e.g. from `init` or an older build: the
+// else the checkpoint's tokenizer.json, or the folder when it holds vocab.json + merges.txt (pass the
+// result to Tokenizer::from_file), else "" (a checkpoint without one, e.g. from `init` or an older build: the
 // commands then take token ids).
 std::string resolve_checkpoint_tokenizer(const std::string& model_dir, const std::string& explicit_path);
 
