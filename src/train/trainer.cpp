@@ -2,8 +2,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <utility>
 #include <optional>
+#include <utility>
 
 #include "core/error.h"
 #include "train/run_outputs.h"
@@ -19,9 +19,9 @@ nlohmann::json TrainOptions::to_json() const {
           {"schedule", schedule.kind}, {"lr", schedule.lr}, {"min_lr", schedule.min_lr},
           {"warmup", schedule.warmup}, {"decay_fraction", schedule.decay_fraction}, {"beta1", adamw.beta1},
           {"beta2", adamw.beta2}, {"adam_eps", adamw.eps}, {"weight_decay", adamw.weight_decay},
-          {"clip_norm", adamw.clip_norm}, {"seed", seed}, {"nonfinite", nonfinite}, {"max_skips", max_skips}, {"out", out}, {"save_every", save_every},
-          {"val_every", val_every}, {"val_batches", val_batches}, {"threads", threads},
-          {"sample_tokens", sample_tokens}, {"sample_prompt", sample_prompt}};
+          {"clip_norm", adamw.clip_norm}, {"seed", seed}, {"nonfinite", nonfinite}, {"max_skips", max_skips},
+          {"out", out}, {"save_every", save_every}, {"val_every", val_every}, {"val_batches", val_batches},
+          {"threads", threads}, {"sample_tokens", sample_tokens}, {"sample_prompt", sample_prompt}};
 }
 
 TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
