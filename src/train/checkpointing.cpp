@@ -58,7 +58,8 @@ ResumePoint find_resume_point(const std::string& resume_dir) {
       if (required) fail("{}: train_state has no \"{}\"", where, key);
       return 0;
     }
-    if (!j.at(key).is_number_integer()) fail("{}: train_state \"{}\" must be an integer, got {}", where, key, j.at(key).dump());
+    if (!j.at(key).is_number_integer())
+      fail("{}: train_state \"{}\" must be an integer, got {}", where, key, j.at(key).dump());
     return j.at(key).get<int64_t>();
   };
   r.step = integer("step", true);
@@ -106,7 +107,8 @@ void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_
     save_checkpoint(tmp_dir.string(), model);
     // The tokenizer travels with the model (generate/serve/eval need only --model); unknown for prepared
     // shards named without --tokenizer.
-    if (!run.data.tokenizer.empty() || run.data.utf8_bytes) save_checkpoint_tokenizer(tmp_dir.string(), run.data.tokenizer);
+    if (!run.data.tokenizer.empty() || run.data.utf8_bytes)
+      save_checkpoint_tokenizer(tmp_dir.string(), run.data.tokenizer);
     SafetensorsWriter w;
     w.add_f32("adamw.m", {opt.size()}, opt.m());
     w.add_f32("adamw.v", {opt.size()}, opt.v());
