@@ -64,11 +64,8 @@ void register_eval_commands(CLI::App& app) {
   cmd->callback([a] {
     set_num_threads(a->threads);
     auto model = load_checkpoint(a->model);
-    std::string tok_path = a->tokenizer;
-    if (tok_path.empty()) {
-      tok_path = a->model + "/tokenizer.json";
-      if (!std::filesystem::exists(tok_path)) fail("--tokenizer is needed: {} has no tokenizer.json", a->model);
-    }
+    const std::string tok_path = resolve_checkpoint_tokenizer(a->model, a->tokenizer);
+    if (tok_path.empty()) fail("--tokenizer is needed: {} has no tokenizer.json", a->model);
     const Tokenizer tok = Tokenizer::from_file(tok_path);
     eval::EvalOptions opt = a->opt;
     opt.data_dir = a->data;

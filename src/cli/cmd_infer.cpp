@@ -23,12 +23,11 @@
 namespace txs::cli {
 namespace {
 
-// --tokenizer when given, else the checkpoint folder's tokenizer (tokenizer.json or vocab.json + merges.txt).
+// --tokenizer when given, else the checkpoint's own (resolve_checkpoint_tokenizer); none: token ids only.
 std::optional<Tokenizer> find_tokenizer(const std::string& model_dir, const std::string& explicit_path) {
-  if (!explicit_path.empty()) return Tokenizer::from_file(explicit_path);
-  if (std::filesystem::exists(model_dir + "/tokenizer.json") || std::filesystem::exists(model_dir + "/vocab.json"))
-    return Tokenizer::from_file(model_dir);
-  return std::nullopt;
+  const std::string path = resolve_checkpoint_tokenizer(model_dir, explicit_path);
+  if (path.empty()) return std::nullopt;
+  return Tokenizer::from_file(path);
 }
 
 std::vector<int32_t> read_ids(const std::string& path) {

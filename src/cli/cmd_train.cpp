@@ -41,6 +41,10 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--beta2", o->adamw.beta2);
   cmd->add_option("--clip-norm", o->adamw.clip_norm, "global gradient-norm clip (0: off)");
   cmd->add_option("--seed", o->seed, "seed for initialisation and data sampling");
+  cmd->add_option("--nonfinite", o->nonfinite,
+                  "a step with NaN/inf loss or gradient norm: stop (error, last good checkpoint kept) or skip "
+                  "(drop its update, log it, go on)");
+  cmd->add_option("--max-skips", o->max_skips, "with --nonfinite skip: most consecutive skipped steps before stopping");
   cmd->add_option("--out", o->out, "run directory (checkpoint, metrics.jsonl, loss.svg)");
   cmd->add_option("--save-every", o->save_every, "checkpoint every K steps (0: at the end only)");
   cmd->add_option("--val-every", o->val_every, "validation loss every K steps (0: never)");

@@ -191,6 +191,10 @@ SequenceState InferenceEngine::load_state(const std::string& path) const {
       get(host.data(), n * sizeof(float));
       v->resize(expected);
       if (n) be_.upload(host.data(), v->flat());
+      // A NaN/inf state would decode one repeated token with no error: refuse it, naming where it is.
+      if (n && !be_.all_finite(v->flat()))
+        fail("{}: state snapshot layer {} holds non-finite values (NaN or inf) in its {} state", path, li,
+             v == &l.ssm ? "ssm" : v == &l.conv ? "conv" : "kv");
     }
   }
   if (at != bytes.size()) fail("{}: trailing bytes after the state snapshot", path);

@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "train/optimizer.h"
+#include "train/train_setup.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -36,46 +37,105 @@ ResumePoint find_resume_point(const std::string& resume_dir) {
       fail("{}: no training checkpoint to resume from (expected {}/{})", resume_dir, c, kStateFile);
     r.checkpoint = c;
   }
-  SafetensorsReader st((fs::path(r.checkpoint) / kStateFile).string());
+  const std::string where = (fs::path(r.checkpoint) / kStateFile).string();
+  SafetensorsReader st(where);
   auto it = st.metadata().find("train_state");
-  if (it == st.metadata().end()) fail("{}/{}: no train_state metadata", r.checkpoint, kStateFile);
+  if (it == st.metadata().end()) fail("{}: no train_state metadata", where);
   try {
     r.state = nlohmann::json::parse(it->second);
   } catch (const std::exception&) {
-    fail("{}/{}: corrupt train_state metadata", r.checkpoint, kStateFile);
+    fail("{}: corrupt train_state metadata", where);
   }
-  r.step = r.state.at("step").get<int64_t>();
+  // A tampered state must not resume with a negative step (and so a negative learning rate) or a
+  // mismatched optimizer count: every field is checked against the others.
+  const nlohmann::json& j = r.state;
+  if (!j.is_object()) fail("{}: train_state is not a JSON object", where);
+  if (!j.contains("format") || j.at("format") != "transxssm-train-state-1")
+    fail("{}: train_state format is {}, expected \"transxssm-train-state-1\"", where,
+         j.contains("format") ? j.at("format").dump() : "missing");
+  auto integer = [&](const char* key, bool required) -> int64_t {
+    if (!j.contains(key)) {
+      if (required) fail("{}: train_state has no \"{}\"", where, key);
+      return 0;
+    }
+    if (!j.at(key).is_number_integer())
+      fail("{}: train_state \"{}\" must be an integer, got {}", where, key, j.at(key).dump());
+    return j.at(key).get<int64_t>();
+  };
+  r.step = integer("step", true);
+  r.optimizer_steps = integer("optimizer_steps", true);
+  r.consecutive_skips = integer("consecutive_skips", false);  // absent in checkpoints from before the guard
+  if (!j.contains("data") || !j.at("data").is_string()) fail("{}: train_state \"data\" must be a string", where);
+  if (!j.contains("options")) fail("{}: train_state has no \"options\"", where);
+  TrainOptions saved;
+  try {
+    saved = TrainOptions::from_json(j.at("options"));
+  } catch (const Error& e) {
+    fail("{}: train_state options: {}", where, e.what());
+  }
+  if (r.step < 0 || r.step > saved.steps)
+    fail("{}: train_state step {} is outside 0..{} (the run's steps)", where, r.step, saved.steps);
+  if (r.optimizer_steps < 0 || r.optimizer_steps > r.step)
+    fail("{}: train_state optimizer_steps {} is outside 0..{} (the step)", where, r.optimizer_steps, r.step);
+  if (r.consecutive_skips < 0 || r.consecutive_skips > r.step - r.optimizer_steps)
+    fail("{}: train_state consecutive_skips {} is outside 0..{} (the skipped steps)", where, r.consecutive_skips,
+         r.step - r.optimizer_steps);
   return r;
 }
 
 void load_optimizer_state(const ResumePoint& resume, AdamW& opt) {
-  SafetensorsReader st((fs::path(resume.checkpoint) / kStateFile).string());
+  const std::string path = (fs::path(resume.checkpoint) / kStateFile).string();
+  SafetensorsReader st(path);
   st.read_f32_into("adamw.m", opt.m(), {opt.size()});
   st.read_f32_into("adamw.v", opt.v(), {opt.size()});
-  opt.set_steps_done(resume.state.at("optimizer_steps").get<int64_t>());
+  if (!opt.state_finite()) fail("{}: the AdamW moments hold non-finite values (NaN or inf)", path);
+  opt.set_steps_done(resume.optimizer_steps);
 }
 
 // A kill at any moment leaves one complete checkpoint: the new one is written beside the old and the two
 // are swapped in one renameat2(RENAME_EXCHANGE).
-void save_run_checkpoint(const std::string& run_dir, const Model& model, const AdamW& opt, int64_t step,
-                         const TrainOptions& o, const std::string& data_description) {
+void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_t step) {
   const fs::path final_dir = run_checkpoint_dir(run_dir), tmp_dir = fs::path(run_dir) / "checkpoint.tmp";
-  fs::remove_all(tmp_dir);
-  save_checkpoint(tmp_dir.string(), model);
-  SafetensorsWriter w;
-  w.add_f32("adamw.m", {opt.size()}, opt.m());
-  w.add_f32("adamw.v", {opt.size()}, opt.v());
-  nlohmann::json state = {{"step", step}, {"optimizer_steps", opt.steps_done()}, {"options", o.to_json()},
-                          {"data", data_description}, {"format", "transxssm-train-state-1"}};
-  w.set_metadata("train_state", state.dump());
-  w.write((tmp_dir / kStateFile).string());
-  if (fs::exists(final_dir)) {
-    if (::renameat2(AT_FDCWD, tmp_dir.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) != 0)
-      fail("{}: cannot swap in the new checkpoint ({})", final_dir.string(), std::strerror(errno));
-    fs::remove_all(tmp_dir);  // now the previous checkpoint
-  } else {
-    fs::rename(tmp_dir, final_dir);
+  const Model& model = *run.model;
+  const AdamW& opt = *run.opt;
+  // The last good checkpoint is worth more than a non-finite one: refuse before anything is written.
+  if (!model.params().backend().all_finite(model.params().all_weights()) || !opt.state_finite())
+    fail("step {}: the weights or optimizer moments are not finite; not saved, {} keeps the last good checkpoint",
+         step, final_dir.string());
+  try {
+    fs::remove_all(tmp_dir);
+    save_checkpoint(tmp_dir.string(), model);
+    // The tokenizer travels with the model (generate/serve/eval need only --model); unknown for prepared
+    // shards named without --tokenizer.
+    if (!run.data.tokenizer.empty() || run.data.utf8_bytes)
+      save_checkpoint_tokenizer(tmp_dir.string(), run.data.tokenizer);
+    SafetensorsWriter w;
+    w.add_f32("adamw.m", {opt.size()}, opt.m());
+    w.add_f32("adamw.v", {opt.size()}, opt.v());
+    nlohmann::json state = {{"step", step}, {"optimizer_steps", opt.steps_done()},
+                            {"consecutive_skips", run.consecutive_skips}, {"options", run.options.to_json()},
+                            {"data", run.data.description}, {"format", "transxssm-train-state-1"}};
+    w.set_metadata("train_state", state.dump());
+    w.write((tmp_dir / kStateFile).string());
+    if (fs::exists(final_dir)) {
+      if (::renameat2(AT_FDCWD, tmp_dir.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) != 0)
+        fail("{}: cannot swap in the new checkpoint ({})", final_dir.string(), std::strerror(errno));
+      fs::remove_all(tmp_dir);  // now the previous checkpoint
+    } else {
+      fs::rename(tmp_dir, final_dir);
+    }
+  } catch (...) {
+    // A failed write (disk full) must not leave a partial checkpoint.tmp filling the disk.
+    std::error_code ec;
+    fs::remove_all(tmp_dir, ec);
+    throw;
   }
+}
+
+void remove_stale_temporaries(const std::string& run_dir) {
+  std::error_code ec;
+  fs::remove_all(fs::path(run_dir) / "checkpoint.tmp", ec);
+  fs::remove(fs::path(run_dir) / "metrics.jsonl.tmp", ec);
 }
 
 void truncate_metrics(const std::string& path, int64_t step) {
@@ -91,7 +151,13 @@ void truncate_metrics(const std::string& path, int64_t step) {
     }
     kept += line + "\n";
   }
-  write_file_atomic(path, kept);
+  try {
+    write_file_atomic(path, kept);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(path + ".tmp", ec);  // what the failed write left
+    throw;
+  }
 }
 
 }  // namespace txs

@@ -12,8 +12,15 @@ AdamW::AdamW(Backend& backend, ParamStore& store, AdamWConfig config)
 }
 
 double AdamW::step(double lr) {
+  const double norm = grad_norm();
+  apply(lr, norm);
+  return norm;
+}
+
+double AdamW::grad_norm() const { return std::sqrt(be_.sum_squares(store_.all_grads())); }
+
+void AdamW::apply(double lr, double norm) {
   const Tensor grads = store_.all_grads();
-  const double norm = std::sqrt(be_.sum_squares(grads));
   if (config_.clip_norm > 0 && norm > config_.clip_norm) be_.scale(grads, float(config_.clip_norm / (norm + 1e-6)));
   ++step_;
   AdamWParams p;
@@ -23,7 +30,6 @@ double AdamW::step(double lr) {
   for (auto& prm : store_.params())
     be_.adamw_update(w.col_slice(prm.offset, prm.numel), grads.col_slice(prm.offset, prm.numel),
                      m.col_slice(prm.offset, prm.numel), v.col_slice(prm.offset, prm.numel), p, prm.decay);
-  return norm;
 }
 
 }  // namespace txs

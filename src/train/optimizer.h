@@ -17,8 +17,12 @@ class AdamW {
  public:
   AdamW(Backend& backend, ParamStore& store, AdamWConfig config);
   // Clips the gradients to clip_norm (when > 0), applies one update with learning rate lr, returns the
-  // gradient norm before clipping.
+  // gradient norm before clipping. Same as apply(lr, grad_norm()).
   double step(double lr);
+  // The global gradient norm, so a caller can refuse a non-finite step before anything is updated.
+  double grad_norm() const;
+  // step() with the norm grad_norm() returned for the current gradients.
+  void apply(double lr, double grad_norm);
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
   // The moments, parallel to the parameter buffer (backend memory; host memory on the CPU backend).
@@ -29,6 +33,8 @@ class AdamW {
   const float* m() const { return m_.data<float>(); }
   const float* v() const { return v_.data<float>(); }
   int64_t size() const { return m_.size(); }
+  // True when both moments are finite (checked before a checkpoint is saved or after one is loaded).
+  bool state_finite() const { return be_.all_finite(m_.flat()) && be_.all_finite(v_.flat()); }
 
  private:
   Backend& be_;

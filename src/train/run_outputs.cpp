@@ -19,6 +19,7 @@ RunOutputs::RunOutputs(RunRole role, const TrainRun& run)
   fs::create_directories(o.out);
   metrics_path_ = (fs::path(o.out) / "metrics.jsonl").string();
   curve_path_ = (fs::path(o.out) / "loss.svg").string();
+  remove_stale_temporaries(o.out);  // a run killed mid-save, or one whose disk filled up
   if (run.resume.empty()) {
     std::ofstream(metrics_path_, std::ios::trunc);
   } else {
@@ -42,6 +43,7 @@ RunOutputs::RunOutputs(RunRole role, const TrainRun& run)
 void RunOutputs::validation(int64_t step, double v) {
   if (!on_) return;
   metrics_ << nlohmann::json{{"step", step}, {"val_loss", v}}.dump() << "\n" << std::flush;
+  if (!metrics_) fail("{}: write failed (disk full?)", metrics_path_);
   curve_.val.emplace_back(double(step), v);
   progress_->message(fmt::format("step {}: val_loss {:.4f}", step, v));
   result_.first_val_loss = result_.last_val_loss = v;
@@ -51,7 +53,10 @@ void RunOutputs::step(int64_t done, const StepStats& s, double elapsed_s, std::o
   if (!on_) return;
   nlohmann::json line = {{"step", done}, {"loss", s.loss}, {"lr", s.lr}, {"tokens_per_s", s.tokens_per_s},
                          {"grad_norm", s.grad_norm}, {"elapsed_s", elapsed_s}};
-  curve_.train.emplace_back(double(done), s.loss);
+  // Once a step was skipped every line carries the running count; a run without skips logs as before.
+  if (s.skipped) line["skipped"] = true;
+  if (s.skipped_total > 0) line["skipped_steps"] = s.skipped_total;
+  if (!s.skipped) curve_.train.emplace_back(double(done), s.loss);  // NaN has no place on the curve
   std::string extra;
   if (val) {
     line["val_loss"] = *val;
@@ -60,13 +65,19 @@ void RunOutputs::step(int64_t done, const StepStats& s, double elapsed_s, std::o
     extra = fmt::format("val {:.4f}", *val);
   }
   metrics_ << line.dump() << "\n" << std::flush;
+  if (!metrics_) fail("{}: write failed (disk full?)", metrics_path_);
+  if (s.skipped) {
+    progress_->message(fmt::format("step {}: non-finite loss {} / gradient norm {}; update skipped ({} so far)",
+                                   done, s.loss, s.grad_norm, s.skipped_total));
+    return;
+  }
   result_.last_loss = s.loss;
   progress_->update(done, s.loss, s.lr, s.tokens_per_s, extra);
 }
 
 void RunOutputs::checkpoint(int64_t done, const TrainRun& run) {
   if (!on_) return;
-  save_run_checkpoint(o_.out, *run.model, *run.opt, done, o_, run.data.description);
+  save_run_checkpoint(o_.out, run, done);
 }
 
 void RunOutputs::picture() {

@@ -8,7 +8,8 @@
 //
 // A data-parallel run will add:
 //  - an all-reduce (sum) of the gradients, and of the loss sum and token count, between the last backward
-//    and the optimizer step (train_step), so every process applies the same clipped update;
+//    and the optimizer step (train_step), so every process applies the same clipped update and takes the
+//    same decision on a non-finite loss or gradient norm (checked after the reduction: stop or skip together);
 //  - a sampler indexed by the global sample: micro-batch (step, micro) is global rows 0..B-1 drawn by
 //    hash(seed, step·accum + micro, row) as today, and process r takes rows r·B/W .. (r+1)·B/W-1, so every
 //    world size sees the same global batch and the same loss curve (W = 1 is today's sampler);

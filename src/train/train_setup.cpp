@@ -27,7 +27,15 @@ TrainOptions resolve_options(const TrainRequest& req, const ResumePoint& resume)
     // The run directory is where the checkpoint is now, wherever the run was started.
     o.out = fs::path(resume.checkpoint).parent_path().string();
     if (fs::path(resume.checkpoint).filename() != "checkpoint") o.out = resume.checkpoint;
-    if (req.given.count("steps") && req.flags.steps > 0) o.steps = req.flags.steps;
+    if (req.given.count("steps") && req.flags.steps > 0) {
+      if (req.flags.steps < resume.step)
+        fail("train: --steps {} is below the checkpoint's step {} ({})", req.flags.steps, resume.step,
+             resume.checkpoint);
+      o.steps = req.flags.steps;
+    }
+    // The policy for non-finite steps does not change what finite steps compute: it may be changed.
+    if (req.given.count("nonfinite")) o.nonfinite = req.flags.nonfinite;
+    if (req.given.count("max_skips")) o.max_skips = req.flags.max_skips;
   } else {
     o = req.flags;
     if (!req.config_file.empty()) {
@@ -91,7 +99,10 @@ TrainRun set_up_run(const TrainRequest& req) {
     fail("model vocab_size {} is smaller than the data's vocabulary {}", run.model->config().vocab_size,
          run.data.vocab_size);
   run.opt = std::make_unique<AdamW>(run.model->backend(), run.model->params(), o.adamw);
-  if (!run.resume.empty()) load_optimizer_state(run.resume, *run.opt);
+  if (!run.resume.empty()) {
+    load_optimizer_state(run.resume, *run.opt);
+    run.consecutive_skips = run.resume.consecutive_skips;
+  }
   return run;
 }
 

@@ -24,7 +24,8 @@ struct TrainRequest {
 
 // Fresh run: the config file's "train" object, overridden by the given flags; the default corpus when no
 // data is named. Resumed run: the saved options (the config file is not read again); a given --steps
-// extends or shortens the run. The result is validated.
+// extends or shortens the run (not below the checkpoint's step), a given --nonfinite or --max-skips
+// replaces the policy. The result is validated.
 TrainOptions resolve_options(const TrainRequest& request, const ResumePoint& resume);
 
 // The model of a fresh run: arch and size preset, the config file's model fields, then model_overrides;
@@ -37,6 +38,7 @@ struct TrainRun {
   TrainingData data;
   std::unique_ptr<Model> model;
   std::unique_ptr<AdamW> opt;
+  int64_t consecutive_skips = 0;  // non-finite steps skipped in a row up to now (saved in the checkpoint)
   int64_t start_step() const { return resume.step; }
 };
 

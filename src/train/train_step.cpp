@@ -10,7 +10,7 @@
 namespace txs {
 
 StepStats train_step(Model& model, AdamW& opt, const TokenSource& train, const TrainOptions& o, int64_t step,
-                     Batch& batch) {
+                     Batch& batch, int64_t& consecutive_skips) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t tokens_per_step = o.batch_size * o.seq_len * o.grad_accum;
   model.params().zero_grads();
@@ -28,9 +28,30 @@ StepStats train_step(Model& model, AdamW& opt, const TokenSource& train, const T
   // (Data parallelism: all-reduce the gradients, loss_sum and counted here; see run_role.h.)
   StepStats s;
   s.lr = o.schedule.at(step);
-  s.grad_norm = opt.step(s.lr);
   s.loss = loss_sum / double(std::max<int64_t>(counted, 1));
-  if (!std::isfinite(s.loss)) fail("training diverged at step {} (loss {}); try a lower --lr", step + 1, s.loss);
+  s.grad_norm = opt.grad_norm();  // a finite norm means every gradient is finite
+  const int64_t done = step + 1;
+  if (std::isfinite(s.loss) && std::isfinite(s.grad_norm)) {
+    opt.apply(s.lr, s.grad_norm);
+    consecutive_skips = 0;
+    // Finite gradients with a huge lr can still overflow a weight; that cannot be undone, so stop here
+    // rather than save it or train on.
+    if (!model.backend().all_finite(model.params().all_weights()))
+      fail("step {}: the update made the weights non-finite (lr {}); stopped, the last good checkpoint is kept; "
+           "try a lower --lr",
+           done, s.lr);
+  } else if (o.nonfinite == "stop") {
+    fail("step {}: non-finite loss {} / gradient norm {}; stopped before the update, the last good checkpoint "
+         "is kept (try a lower --lr, or --nonfinite skip)",
+         done, s.loss, s.grad_norm);
+  } else {
+    s.skipped = true;
+    if (++consecutive_skips > o.max_skips)
+      fail("step {}: non-finite loss {} / gradient norm {} for {} steps in a row (--max-skips {}); stopped, the "
+           "last good checkpoint is kept",
+           done, s.loss, s.grad_norm, consecutive_skips, o.max_skips);
+  }
+  s.skipped_total = done - opt.steps_done();  // a skipped step does not advance the optimizer
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   s.tokens_per_s = double(tokens_per_step) / secs;
   return s;

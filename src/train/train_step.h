@@ -22,12 +22,17 @@ struct StepStats {
   double lr = 0;
   double grad_norm = 0;  // before clipping
   double tokens_per_s = 0;
+  bool skipped = false;       // non-finite loss or gradient norm: no update was applied (--nonfinite skip)
+  int64_t skipped_total = 0;  // steps skipped so far in the run (all of them, not only consecutive)
 };
 
 // Update number step+1 (step is 0-based). Its micro-batches are addressed by (step, micro), so a resumed
-// run draws exactly the data the uninterrupted run would have.
+// run draws exactly the data the uninterrupted run would have. The loss and the gradient norm are checked
+// before the update: a non-finite step ends the run (--nonfinite stop) or is skipped, leaving weights and
+// moments untouched; consecutive_skips counts skipped steps in a row and ends the run past max_skips.
+// Weights that an update with finite gradients made non-finite end the run whatever the policy.
 StepStats train_step(Model& model, AdamW& opt, const TokenSource& train, const TrainOptions& o, int64_t step,
-                     Batch& batch);
+                     Batch& batch, int64_t& consecutive_skips);
 
 // Mean loss over the fixed validation windows.
 double validation_loss(Model& model, const TokenSource& val, const TrainOptions& o, Batch& batch);

@@ -1,7 +1,9 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <cmath>
 #include <optional>
+#include <utility>
 
 #include "core/error.h"
 #include "train/run_outputs.h"
@@ -17,9 +19,9 @@ nlohmann::json TrainOptions::to_json() const {
           {"schedule", schedule.kind}, {"lr", schedule.lr}, {"min_lr", schedule.min_lr},
           {"warmup", schedule.warmup}, {"decay_fraction", schedule.decay_fraction}, {"beta1", adamw.beta1},
           {"beta2", adamw.beta2}, {"adam_eps", adamw.eps}, {"weight_decay", adamw.weight_decay},
-          {"clip_norm", adamw.clip_norm}, {"seed", seed}, {"out", out}, {"save_every", save_every},
-          {"val_every", val_every}, {"val_batches", val_batches}, {"threads", threads},
-          {"sample_tokens", sample_tokens}, {"sample_prompt", sample_prompt}};
+          {"clip_norm", adamw.clip_norm}, {"seed", seed}, {"nonfinite", nonfinite}, {"max_skips", max_skips},
+          {"out", out}, {"save_every", save_every}, {"val_every", val_every}, {"val_batches", val_batches},
+          {"threads", threads}, {"sample_tokens", sample_tokens}, {"sample_prompt", sample_prompt}};
 }
 
 TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
@@ -49,6 +51,8 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
       else if (k == "weight_decay") o.adamw.weight_decay = v.get<double>();
       else if (k == "clip_norm") o.adamw.clip_norm = v.get<double>();
       else if (k == "seed") o.seed = v.get<uint64_t>();
+      else if (k == "nonfinite") o.nonfinite = v.get<std::string>();
+      else if (k == "max_skips") o.max_skips = v.get<int64_t>();
       else if (k == "out") o.out = v.get<std::string>();
       else if (k == "save_every") o.save_every = v.get<int64_t>();
       else if (k == "val_every") o.val_every = v.get<int64_t>();
@@ -66,6 +70,16 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
 }
 
 void TrainOptions::validate() const {
+  // CLI11 reads "inf" and "nan" as numbers, and every comparison with NaN is false: name the flag here.
+  const std::pair<const char*, double> reals[] = {
+      {"--lr", schedule.lr}, {"--min-lr", schedule.min_lr}, {"--decay-fraction", schedule.decay_fraction},
+      {"--beta1", adamw.beta1}, {"--beta2", adamw.beta2}, {"adam_eps", adamw.eps},
+      {"--weight-decay", adamw.weight_decay}, {"--clip-norm", adamw.clip_norm}, {"--val-fraction", val_fraction}};
+  for (auto& [name, value] : reals)
+    if (!std::isfinite(value)) fail("train: {} must be a finite number, got {}", name, value);
+  if (adamw.weight_decay < 0 || adamw.clip_norm < 0) fail("train: --weight-decay and --clip-norm must be ≥ 0");
+  if (nonfinite != "stop" && nonfinite != "skip") fail("train: --nonfinite must be stop or skip, got '{}'", nonfinite);
+  if (max_skips < 1) fail("train: --max-skips must be at least 1");
   if (steps <= 0) fail("train: --steps must be positive");
   if (seq_len < 2) fail("train: --seq-len must be at least 2");
   if (batch_size <= 0 || grad_accum <= 0) fail("train: --batch-size and --grad-accum must be positive");
@@ -86,7 +100,7 @@ TrainResult train(const TrainRequest& request, RunRole role) {
   if (run.start_step() == 0 && o.val_every > 0) outputs.validation(0, val_loss());
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = run.start_step(); step < o.steps; ++step) {
-    const StepStats s = train_step(*run.model, *run.opt, *run.data.train, o, step, batch);
+    const StepStats s = train_step(*run.model, *run.opt, *run.data.train, o, step, batch, run.consecutive_skips);
     const double elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int64_t done = step + 1;
     std::optional<double> val;

@@ -31,6 +31,11 @@ struct TrainOptions {
   LrSchedule schedule;
   AdamWConfig adamw;
   uint64_t seed = 1;
+  // A step whose loss or gradient norm is NaN/inf never reaches the weights. "stop": the run ends with an
+  // error naming the step (the last good checkpoint stays); "skip": the step's update is dropped, logged
+  // in metrics.jsonl, and the run goes on, ending only after more than max_skips consecutive skips.
+  std::string nonfinite = "stop";
+  int64_t max_skips = 10;
   // Bookkeeping.
   std::string out = "runs/default";
   int64_t save_every = 0;  // 0: only at the end

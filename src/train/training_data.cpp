@@ -99,6 +99,7 @@ TrainingData load_training_data(const std::vector<std::string>& paths, const std
     }
   }
   data.vocab_size = tok ? tok->vocab_size() : 256;
+  data.utf8_bytes = !tok;
   const int64_t n = int64_t(tokens.size());
   const int64_t n_val = std::max<int64_t>(int64_t(double(n) * val_fraction), 1);
   std::vector<int32_t> val(tokens.end() - n_val, tokens.end());

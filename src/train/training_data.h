@@ -16,6 +16,7 @@ struct TrainingData {
   int64_t vocab_size = 256;  // tokens the data can hold (before padding)
   std::string description;   // shown to the user and stored in the train state
   std::string tokenizer;     // tokenizer.json path, or "" for UTF-8 bytes
+  bool utf8_bytes = false;   // text read as UTF-8 bytes (no tokenizer); false for prepared shards
 };
 
 // paths: text files or directories of .txt files, or one directory written by `transxssm prepare`.
