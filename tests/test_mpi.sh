@@ -3,7 +3,8 @@
 # minute on two cores (one thread per process):
 #  1. 2 processes give the loss sequence and weights of 1 process with the same global batch (within fp32
 #     summation order); mpirun -np 1 is bit-identical to a plain run;
-#  2. --zero1 (sharded AdamW moments) gives what plain data parallelism gives;
+#  2. --zero1 (sharded AdamW moments) gives what plain data parallelism gives; 3 processes (uneven row and
+#     shard splits) with --zero1 give what 1 process gives;
 #  3. a process killed mid-run ends the job non-zero, within a bounded time, with the launcher naming it;
 #     the last checkpoint (written by 2 processes) resumes with 1 process and continues the same sequence;
 #  4. a process that hangs makes the others time out (--dist-timeout) with a clear message; its checkpoint
@@ -58,6 +59,11 @@ $CMP --exact "$WORK/one" "$WORK/np1" || fail "mpirun -np 1 is not bit-identical"
 train2 --zero1 --out "$WORK/zero" > "$WORK/zero.log" 2>&1 || { cat "$WORK/zero.log"; fail "--zero1 run"; }
 echo "--zero1 vs plain data parallelism (2 processes):"
 $CMP "$WORK/two" "$WORK/zero" || fail "--zero1 differs"
+# Uneven shares: 4 rows over 3 processes (1, 1, 2) and parameter shards of unequal size.
+"${MPIRUN[@]}" -np 3 "$BIN" train "${COMMON[@]}" --zero1 --out "$WORK/three" > "$WORK/three.log" 2>&1 ||
+  { cat "$WORK/three.log"; fail "3-process --zero1 run"; }
+echo "3 processes --zero1 vs 1 process:"
+$CMP "$WORK/one" "$WORK/three" || fail "3 processes differ from 1"
 
 # --- 3. a killed process ends the job; its checkpoint resumes with 1 process ------------------------------
 t0=$(date +%s.%N)
