@@ -5,6 +5,9 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "core/error.h"
+#include "dist/communicator.h"
+#include "train/data_parallel.h"
 #include "train/plot.h"
 #include "train/train_setup.h"
 #include "train/trainer.h"
@@ -53,16 +56,37 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--sample-tokens", o->sample_tokens, "print a sample of this many tokens at the end");
   cmd->add_option("--sample-prompt", o->sample_prompt, "prompt of that sample");
   cmd->add_option("--resume", *resume, "continue the run in this directory exactly where it stopped");
+  auto dist = std::make_shared<DistOptions>();
+  cmd->add_flag("--zero1", dist->zero1,
+                "data parallelism (mpirun -np N): shard the AdamW moments over the processes (ZeRO-1)");
+  cmd->add_option("--dist-timeout", dist->timeout_s,
+                  "data parallelism: seconds a collective may wait before the job is aborted (a peer died or hangs)");
+  cmd->add_option("--bucket-mb", dist->bucket_mb, "data parallelism: gradient all-reduce bucket size in MB");
   cmd->callback([=] {
     // Only collects what was given; src/train/train_setup.cpp merges it with the config file and resume state.
-    TrainRequest request{*o, {}, *config, *resume};
+    TrainRequest request{*o, {}, *config, *resume, *dist};
     for (const CLI::Option* opt : cmd->get_options()) {
       if (opt->count() == 0 || opt->get_lnames().empty()) continue;
       std::string key = opt->get_lnames().front();
       std::replace(key.begin(), key.end(), '-', '_');
       request.given.insert(key);
     }
-    TrainResult r = train(request);
+    if (!(dist->timeout_s > 0) || !(dist->bucket_mb > 0)) fail("train: --dist-timeout and --bucket-mb must be positive");
+    // One process, or one of the `mpirun -np N` processes (then only rank 0 prints and writes).
+    std::unique_ptr<dist::Communicator> comm = dist::make_communicator(dist->timeout_s);
+    const RunRole role{comm->rank(), comm->size(), comm->local_size(), comm.get()};
+    TrainResult r;
+    if (role.world_size == 1) {
+      r = train(request, role);
+    } else {
+      try {
+        r = train(request, role);
+      } catch (const std::exception& e) {
+        // The other processes would wait for this one forever: end the whole job.
+        comm->abort(1, fmt::format("error: {}", e.what()));
+      }
+      if (!role.writes_outputs()) return;
+    }
     fmt::print("done: {} steps, final loss {:.4f}", r.steps_done, r.last_loss);
     if (r.last_val_loss > 0) fmt::print(", val loss {:.4f}", r.last_val_loss);
     if (r.first_val_loss > 0) fmt::print(" (start {:.4f})", r.first_val_loss);

@@ -4,11 +4,14 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "dist/communicator.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"transxssm — train, evaluate and run TransXSSM hybrid SSM/attention language models"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "transxssm 0.1.0");
+  // Says whether this build trains across processes (tests/test_mpi.sh reads it).
+  const std::string mpi = txs::dist::mpi_description();
+  app.set_version_flag("--version", "transxssm 0.1.0 (data parallelism: " + (mpi.empty() ? "none, built without MPI" : "MPI, " + mpi) + ")");
   txs::cli::register_model_commands(app);
   txs::cli::register_train_command(app);
   txs::cli::register_tokenizer_commands(app);

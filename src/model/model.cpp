@@ -17,6 +17,7 @@ struct Model::Block {
   std::unique_ptr<Layer> mixer, mlp;
   ParamRef norm1, res1, norm2, res2;
   DeviceBuffer mid, n1, n2, rstd1, rstd2;  // activations saved for backward (training passes)
+  int64_t param_lo = 0, param_hi = 0;      // the block's parameters: [param_lo, param_hi) of the store
 };
 
 namespace {
@@ -55,6 +56,7 @@ Model::Model(ModelConfig config, Backend& backend)
   embed_ = store_.add({"model.word_embed.weight", {c.vocab_size, d}, Init::Normal, true, c.tie_word_embeddings});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     auto b = std::make_unique<Block>();
+    b->param_lo = store_.size();
     const std::string p = "model.layers." + std::to_string(i) + ".";
     b->norm1 = store_.add({p + "pre_sequence_layernorm.weight", {d}, Init::Ones});
     if (c.residual_scale) b->res1 = store_.add({p + "post_sequence_residual.weight", {d}, Init::Ones});
@@ -67,6 +69,7 @@ Model::Model(ModelConfig config, Backend& backend)
     if (c.residual_scale) b->res2 = store_.add({p + "post_state_residual.weight", {d}, Init::Ones});
     b->mlp = std::make_unique<SwiGluMlp>(config_, store_, p + "feed_forward.");
     for (DeviceBuffer* buf : {&b->mid, &b->n1, &b->n2, &b->rstd1, &b->rstd2}) buf->bind(backend);
+    b->param_hi = store_.size();
     blocks_.push_back(std::move(b));
   }
   final_norm_ = store_.add({"model.final_layernorm.weight", {d}, Init::Ones});
@@ -222,7 +225,8 @@ void Model::forward_last(const int32_t* ids, int64_t seq, float* logits) {
 }
 
 CrossEntropyResult Model::forward_backward(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
-                                           float grad_scale, const int32_t* positions) {
+                                           float grad_scale, const int32_t* positions,
+                                           const GradsReady& grads_ready) {
   check_ids(ids, targets, batch * seq);
   run_forward(ids, batch, seq, positions);
   const int64_t rows = batch * seq, d = config_.hidden_size, L = config_.num_hidden_layers;
@@ -239,6 +243,8 @@ CrossEntropyResult Model::forward_backward(const int32_t* ids, const int32_t* ta
                                                           Tensor{}, dtmp, dhead, grad_scale);
   be_.rmsnorm_backward(dtmp, stream.row_slice(L * rows, rows), store_.weight(final_norm_), final_rstd_.mat(1, rows), dh,
                        store_.grad(final_norm_));
+  // Parameters after the last block (final norm, untied LM head) are final now.
+  if (grads_ready) grads_ready(L > 0 ? blocks_.back()->param_hi : store_.param(embed_).numel, store_.size());
   for (int64_t l = L - 1; l >= 0; --l) {
     Block& b = *blocks_[size_t(l)];
     const Tensor h_in = stream.row_slice(l * rows, rows);
@@ -255,8 +261,10 @@ CrossEntropyResult Model::forward_backward(const int32_t* ids, const int32_t* ta
     be_.residual_backward(dh, h_in, store_.weight(b.res1), dh, store_.grad(b.res1));
     be_.rmsnorm_backward(dbranch, h_in, store_.weight(b.norm1), a.rstd1, dtmp, store_.grad(b.norm1));
     be_.residual_forward(dh, Tensor{}, dtmp, dh);
+    if (grads_ready) grads_ready(b.param_lo, b.param_hi);
   }
   be_.embedding_backward(ids_.mat(1, rows), dh, store_.grad(embed_));
+  if (grads_ready) grads_ready(0, store_.param(embed_).numel);
   return ce;
 }
 

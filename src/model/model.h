@@ -2,6 +2,7 @@
 // → final RMSNorm → LM head fused with the cross-entropy. Defined once, for training, scoring and
 // stateful inference; every computation goes through a Backend.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -40,8 +41,14 @@ class Model {
   // Forward and backward. ids, targets: [batch, seq]; target −1 = not counted. Parameter gradients are
   // accumulated (+=), scaled by grad_scale (e.g. 1 / counted tokens of the whole optimizer step).
   // positions: [batch*seq] or null for 0..seq−1 in every row.
+  // grads_ready (optional): called as the backward pass finishes parameters, with the range [lo, hi) of the
+  // gradient buffer that this pass will not touch again; the ranges come in decreasing order (the LM head
+  // and final norm, then each block from the last, then the embedding) and together cover the buffer, so
+  // a data-parallel trainer can start reducing later gradients while earlier blocks are still computed.
+  using GradsReady = std::function<void(int64_t lo, int64_t hi)>;
   CrossEntropyResult forward_backward(const int32_t* ids, const int32_t* targets, int64_t batch, int64_t seq,
-                                      float grad_scale, const int32_t* positions = nullptr);
+                                      float grad_scale, const int32_t* positions = nullptr,
+                                      const GradsReady& grads_ready = {});
 
   // Forward only. target_logprob [batch*seq] (nullable) gets log p(target); logits [batch*seq, vocab]
   // (nullable) gets every logit (small inputs only: this is the full matrix).

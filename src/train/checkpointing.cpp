@@ -86,20 +86,36 @@ ResumePoint find_resume_point(const std::string& resume_dir) {
 void load_optimizer_state(const ResumePoint& resume, AdamW& opt) {
   const std::string path = (fs::path(resume.checkpoint) / kStateFile).string();
   SafetensorsReader st(path);
-  st.read_f32_into("adamw.m", opt.m(), {opt.size()});
-  st.read_f32_into("adamw.v", opt.v(), {opt.size()});
+  if (opt.sharded()) {
+    // The checkpoint holds the whole moments whatever the number of processes that wrote it.
+    const int64_t n = opt.params_size();
+    std::vector<float> full(static_cast<size_t>(n));
+    st.read_f32_into("adamw.m", full.data(), {n});
+    opt.backend().upload(full.data() + opt.shard_lo(), opt.m_tensor());
+    st.read_f32_into("adamw.v", full.data(), {n});
+    opt.backend().upload(full.data() + opt.shard_lo(), opt.v_tensor());
+  } else {
+    st.read_f32_into("adamw.m", opt.m(), {opt.size()});
+    st.read_f32_into("adamw.v", opt.v(), {opt.size()});
+  }
   if (!opt.state_finite()) fail("{}: the AdamW moments hold non-finite values (NaN or inf)", path);
   opt.set_steps_done(resume.optimizer_steps);
 }
 
 // A kill at any moment leaves one complete checkpoint: the new one is written beside the old and the two
 // are swapped in one renameat2(RENAME_EXCHANGE).
-void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_t step) {
+void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_t step, const float* m,
+                         const float* v) {
   const fs::path final_dir = run_checkpoint_dir(run_dir), tmp_dir = fs::path(run_dir) / "checkpoint.tmp";
   const Model& model = *run.model;
   const AdamW& opt = *run.opt;
+  if (!m && opt.sharded()) fail("internal: a sharded optimizer's checkpoint needs the gathered moments");
+  const int64_t n_moments = m ? model.params().size() : opt.size();
+  if (!m) m = opt.m(), v = opt.v();
+  Backend& be = model.params().backend();
   // The last good checkpoint is worth more than a non-finite one: refuse before anything is written.
-  if (!model.params().backend().all_finite(model.params().all_weights()) || !opt.state_finite())
+  if (!be.all_finite(model.params().all_weights()) || !be.all_finite(vec(m, n_moments)) ||
+      !be.all_finite(vec(v, n_moments)))
     fail("step {}: the weights or optimizer moments are not finite; not saved, {} keeps the last good checkpoint",
          step, final_dir.string());
   try {
@@ -110,8 +126,8 @@ void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_
     if (!run.data.tokenizer.empty() || run.data.utf8_bytes)
       save_checkpoint_tokenizer(tmp_dir.string(), run.data.tokenizer);
     SafetensorsWriter w;
-    w.add_f32("adamw.m", {opt.size()}, opt.m());
-    w.add_f32("adamw.v", {opt.size()}, opt.v());
+    w.add_f32("adamw.m", {n_moments}, m);
+    w.add_f32("adamw.v", {n_moments}, v);
     nlohmann::json state = {{"step", step}, {"optimizer_steps", opt.steps_done()},
                             {"consecutive_skips", run.consecutive_skips}, {"options", run.options.to_json()},
                             {"data", run.data.description}, {"format", "transxssm-train-state-1"}};

@@ -27,13 +27,16 @@ struct ResumePoint {
 // resume_dir is a run directory or a checkpoint directory. Every field of the train state is checked
 // (format, types, 0 ≤ optimizer_steps ≤ step ≤ steps, …): a tampered or corrupt state is a one-line error.
 ResumePoint find_resume_point(const std::string& resume_dir);
-// Reads the AdamW moments (which must be finite) and the update count.
+// Reads the AdamW moments (which must be finite; a sharded optimizer takes its shard) and the update count.
 void load_optimizer_state(const ResumePoint& resume, AdamW& opt);
 
 // Writes DIR/checkpoint.tmp (model, tokenizer, moments, train state) and swaps it with DIR/checkpoint
 // atomically. Weights or moments that are not finite are never saved: that is an error and the previous
 // checkpoint stays. A failed write (disk full) removes checkpoint.tmp.
-void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_t step);
+// m, v: the whole AdamW moments when the optimizer holds a shard only (--zero1: gathered on rank 0);
+// null: the optimizer's own.
+void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_t step, const float* m = nullptr,
+                         const float* v = nullptr);
 
 // Removes what an interrupted or failed save left in run_dir (checkpoint.tmp, metrics.jsonl.tmp).
 void remove_stale_temporaries(const std::string& run_dir);

@@ -1,12 +1,14 @@
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace txs {
 
-AdamW::AdamW(Backend& backend, ParamStore& store, AdamWConfig config)
-    : be_(backend), store_(store), config_(config), m_(backend, DType::F32, store.size()),
-      v_(backend, DType::F32, store.size()) {
+AdamW::AdamW(Backend& backend, ParamStore& store, AdamWConfig config, int64_t shard_lo, int64_t shard_hi)
+    : be_(backend), store_(store), config_(config), lo_(shard_lo),
+      m_(backend, DType::F32, (shard_hi < 0 ? store.size() : shard_hi) - shard_lo),
+      v_(backend, DType::F32, (shard_hi < 0 ? store.size() : shard_hi) - shard_lo) {
   m_.zero();
   v_.zero();
 }
@@ -19,17 +21,24 @@ double AdamW::step(double lr) {
 
 double AdamW::grad_norm() const { return std::sqrt(be_.sum_squares(store_.all_grads())); }
 
+double AdamW::shard_sum_squares() const { return be_.sum_squares(store_.all_grads().col_slice(lo_, m_.size())); }
+
 void AdamW::apply(double lr, double norm) {
   const Tensor grads = store_.all_grads();
-  if (config_.clip_norm > 0 && norm > config_.clip_norm) be_.scale(grads, float(config_.clip_norm / (norm + 1e-6)));
+  const int64_t lo = lo_, hi = lo_ + m_.size();
+  if (config_.clip_norm > 0 && norm > config_.clip_norm)
+    be_.scale(grads.col_slice(lo, hi - lo), float(config_.clip_norm / (norm + 1e-6)));
   ++step_;
   AdamWParams p;
   p.lr = float(lr), p.beta1 = float(config_.beta1), p.beta2 = float(config_.beta2), p.eps = float(config_.eps);
   p.weight_decay = float(config_.weight_decay), p.step = step_;
   const Tensor w = store_.all_weights(), m = m_.flat(), v = v_.flat();
-  for (auto& prm : store_.params())
-    be_.adamw_update(w.col_slice(prm.offset, prm.numel), grads.col_slice(prm.offset, prm.numel),
-                     m.col_slice(prm.offset, prm.numel), v.col_slice(prm.offset, prm.numel), p, prm.decay);
+  for (auto& prm : store_.params()) {
+    const int64_t a = std::max(prm.offset, lo), b = std::min(prm.offset + prm.numel, hi);  // its part in the shard
+    if (a >= b) continue;
+    be_.adamw_update(w.col_slice(a, b - a), grads.col_slice(a, b - a), m.col_slice(a - lo, b - a),
+                     v.col_slice(a - lo, b - a), p, prm.decay);
+  }
 }
 
 }  // namespace txs

@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 namespace txs {
 
 RunOutputs::RunOutputs(RunRole role, const TrainRun& run)
-    : on_(role.writes_outputs()), o_(run.options), start_(run.start_step()), arch_(run.model->config().arch) {
+    : on_(role.writes_outputs()), world_(role.world_size), o_(run.options), start_(run.start_step()), arch_(run.model->config().arch) {
   if (!on_) return;
   const TrainOptions& o = o_;
   fs::create_directories(o.out);
@@ -34,7 +34,10 @@ RunOutputs::RunOutputs(RunRole role, const TrainRun& run)
   progress_->message("data: " + run.data.description);
   progress_->message(fmt::format("training: steps {}..{}, {} tokens/step (batch {} × seq {} × accum {}), {} threads, out {}",
                                  start_ + 1, o.steps, o.batch_size * o.seq_len * o.grad_accum, o.batch_size,
-                                 o.seq_len, o.grad_accum, num_threads(), o.out));
+                                 o.seq_len, o.grad_accum,
+                                 world_ > 1 ? fmt::format("{} processes × {}", world_, num_threads())
+                                            : fmt::format("{}", num_threads()),
+                                 o.out));
   metrics_.open(metrics_path_, std::ios::app);
   if (!metrics_) fail("{}: cannot open for writing", metrics_path_);
   if (!run.resume.empty()) curve_ = read_metrics(metrics_path_);
@@ -75,9 +78,9 @@ void RunOutputs::step(int64_t done, const StepStats& s, double elapsed_s, std::o
   progress_->update(done, s.loss, s.lr, s.tokens_per_s, extra);
 }
 
-void RunOutputs::checkpoint(int64_t done, const TrainRun& run) {
+void RunOutputs::checkpoint(int64_t done, const TrainRun& run, const float* m, const float* v) {
   if (!on_) return;
-  save_run_checkpoint(o_.out, run, done);
+  save_run_checkpoint(o_.out, run, done, m, v);
 }
 
 void RunOutputs::picture() {

@@ -22,13 +22,15 @@ class RunOutputs {
   RunOutputs(RunRole role, const TrainRun& run);
   void validation(int64_t step, double val_loss);  // the step-0 validation
   void step(int64_t done, const StepStats& s, double elapsed_s, std::optional<double> val_loss);
-  void checkpoint(int64_t done, const TrainRun& run);
+  // m, v: the whole moments gathered from a sharded optimizer (--zero1), or null.
+  void checkpoint(int64_t done, const TrainRun& run, const float* m = nullptr, const float* v = nullptr);
   void picture();
   std::string sample(Model& model);  // the demo text (sample_tokens, sample_prompt)
   TrainResult finish();
 
  private:
   bool on_;
+  int world_;
   const TrainOptions& o_;
   int64_t start_;
   std::string arch_, metrics_path_, curve_path_;

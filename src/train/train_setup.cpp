@@ -1,6 +1,9 @@
 #include "train/train_setup.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -82,12 +85,19 @@ static TrainingData load_checked_data(const TrainOptions& o) {
   return data;
 }
 
-TrainRun set_up_run(const TrainRequest& req) {
+TrainRun set_up_run(const TrainRequest& req, const RunRole& role) {
   TrainRun run;
   if (!req.resume_dir.empty()) run.resume = find_resume_point(req.resume_dir);
   run.options = resolve_options(req, run.resume);
   const TrainOptions& o = run.options;
-  set_num_threads(o.threads);
+  if (o.batch_size < role.world_size)
+    fail("train: --batch-size {} is smaller than the {} processes: each needs at least one row of every "
+         "micro-batch", o.batch_size, role.world_size);
+  // --threads is per process; by default the processes on one machine share its cores.
+  int threads = o.threads;
+  if (threads <= 0 && role.local_size > 1 && !std::getenv("TRANSXSSM_THREADS") && !std::getenv("OMP_NUM_THREADS"))
+    threads = std::max(1, int(std::thread::hardware_concurrency()) / role.local_size);
+  set_num_threads(threads);
   run.data = load_checked_data(o);
   if (run.resume.empty()) {
     run.model = std::make_unique<Model>(resolve_model_config(o, run.data.vocab_size));
@@ -98,7 +108,13 @@ TrainRun set_up_run(const TrainRequest& req) {
   if (run.model->config().vocab_size < run.data.vocab_size)
     fail("model vocab_size {} is smaller than the data's vocabulary {}", run.model->config().vocab_size,
          run.data.vocab_size);
-  run.opt = std::make_unique<AdamW>(run.model->backend(), run.model->params(), o.adamw);
+  int64_t shard_lo = 0, shard_hi = -1;
+  if (req.dist.zero1 && role.world_size > 1) {
+    const int64_t n = run.model->params().size();
+    shard_lo = dist::share_begin(n, role.world_size, role.rank);
+    shard_hi = dist::share_begin(n, role.world_size, role.rank + 1);
+  }
+  run.opt = std::make_unique<AdamW>(run.model->backend(), run.model->params(), o.adamw, shard_lo, shard_hi);
   if (!run.resume.empty()) {
     load_optimizer_state(run.resume, *run.opt);
     run.consecutive_skips = run.resume.consecutive_skips;

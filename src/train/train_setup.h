@@ -8,6 +8,8 @@
 
 #include "model/model.h"
 #include "train/checkpointing.h"
+#include "train/data_parallel.h"
+#include "train/run_role.h"
 #include "train/optimizer.h"
 #include "train/trainer.h"
 #include "train/training_data.h"
@@ -20,6 +22,7 @@ struct TrainRequest {
   std::set<std::string> given;  // names of the given flags as option keys ("--seq-len" -> "seq_len")
   std::string config_file;      // --config
   std::string resume_dir;       // --resume
+  DistOptions dist;             // --zero1, --dist-timeout, --bucket-mb (not saved: any run may change them)
 };
 
 // Fresh run: the config file's "train" object, overridden by the given flags; the default corpus when no
@@ -42,6 +45,8 @@ struct TrainRun {
   int64_t start_step() const { return resume.step; }
 };
 
-TrainRun set_up_run(const TrainRequest& request);
+// role: this process's place in the run. With --zero1 on more than one process the optimizer holds the
+// moments of this process's shard only (DataParallel::shard_lo/hi).
+TrainRun set_up_run(const TrainRequest& request, const RunRole& role = {});
 
 }  // namespace txs

@@ -6,6 +6,7 @@
 
 #include "data/token_source.h"
 #include "model/model.h"
+#include "train/data_parallel.h"
 #include "train/optimizer.h"
 #include "train/trainer.h"
 
@@ -31,10 +32,13 @@ struct StepStats {
 // before the update: a non-finite step ends the run (--nonfinite stop) or is skipped, leaving weights and
 // moments untouched; consecutive_skips counts skipped steps in a row and ends the run past max_skips.
 // Weights that an update with finite gradients made non-finite end the run whatever the policy.
+// dp (data parallelism, null for one process): this process computes its rows of every micro-batch, and
+// the gradients, loss and token count are summed over the processes before the checks and the update.
 StepStats train_step(Model& model, AdamW& opt, const TokenSource& train, const TrainOptions& o, int64_t step,
-                     Batch& batch, int64_t& consecutive_skips);
+                     Batch& batch, int64_t& consecutive_skips, DataParallel* dp = nullptr);
 
-// Mean loss over the fixed validation windows.
-double validation_loss(Model& model, const TokenSource& val, const TrainOptions& o, Batch& batch);
+// Mean loss over the fixed validation windows (dp: each process takes its rows, the sums are reduced).
+double validation_loss(Model& model, const TokenSource& val, const TrainOptions& o, Batch& batch,
+                       DataParallel* dp = nullptr);
 
 }  // namespace txs

@@ -1,11 +1,17 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
 #include <cmath>
 #include <optional>
 #include <utility>
 
 #include "core/error.h"
+#include "train/data_parallel.h"
 #include "train/run_outputs.h"
 #include "train/train_setup.h"
 #include "train/train_step.h"
@@ -90,24 +96,55 @@ void TrainOptions::validate() const {
     fail("train: need 0 ≤ beta < 1 and eps > 0");
 }
 
+// Fault injection for the data-parallel tests: TRANSXSSM_TEST_FAULT="RANK:STEP:kill|hang|exit" makes process
+// RANK, about to compute update STEP (1-based), die by SIGKILL, hang (sleep forever) or exit(1).
+static void test_fault(const RunRole& role, int64_t step) {
+  static const char* spec = std::getenv("TRANSXSSM_TEST_FAULT");
+  if (!spec) return;
+  int rank = -1;
+  long long at = -1;
+  char kind[16] = {};
+  if (std::sscanf(spec, "%d:%lld:%15s", &rank, &at, kind) != 3 || rank != role.rank || at != step + 1) return;
+  std::fprintf(stderr, "rank %d: TRANSXSSM_TEST_FAULT: %s at step %lld\n", rank, kind, at);
+  std::fflush(stderr);
+  if (std::strcmp(kind, "kill") == 0) ::raise(SIGKILL);
+  if (std::strcmp(kind, "hang") == 0)
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::_Exit(1);
+}
+
 // Every process sets up, steps and validates; only the first writes anything (RunOutputs, run_role.h).
 TrainResult train(const TrainRequest& request, RunRole role) {
-  TrainRun run = set_up_run(request);
+  TrainRun run = set_up_run(request, role);
   const TrainOptions& o = run.options;
+  std::optional<DataParallel> dp_storage;
+  if (role.world_size > 1) {
+    if (!role.comm) fail("internal: a {}-process run without a communicator", role.world_size);
+    dp_storage.emplace(*role.comm, request.dist, run.model->params());
+    dp_storage->broadcast_weights();  // rank 0's weights everywhere, whatever the machines' libm
+  }
+  DataParallel* dp = dp_storage ? &*dp_storage : nullptr;
   RunOutputs outputs(role, run);
   Batch batch(o.batch_size, o.seq_len);
-  auto val_loss = [&] { return validation_loss(*run.model, *run.data.val, o, batch); };
+  auto val_loss = [&] { return validation_loss(*run.model, *run.data.val, o, batch, dp); };
+  std::vector<float> gathered_m, gathered_v;  // --zero1: the whole moments on rank 0 for a checkpoint
   if (run.start_step() == 0 && o.val_every > 0) outputs.validation(0, val_loss());
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = run.start_step(); step < o.steps; ++step) {
-    const StepStats s = train_step(*run.model, *run.opt, *run.data.train, o, step, batch, run.consecutive_skips);
+    test_fault(role, step);
+    const StepStats s =
+        train_step(*run.model, *run.opt, *run.data.train, o, step, batch, run.consecutive_skips, dp);
     const double elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int64_t done = step + 1;
     std::optional<double> val;
     if (o.val_every > 0 && (done % o.val_every == 0 || done == o.steps)) val = val_loss();
     outputs.step(done, s, elapsed_s, val);
     const bool save = (o.save_every > 0 && done % o.save_every == 0) || done == o.steps;
-    if (save) outputs.checkpoint(done, run);
+    if (save) {
+      if (dp) dp->gather_moments(*run.opt, gathered_m, gathered_v);  // every process takes part
+      outputs.checkpoint(done, run, gathered_m.empty() ? nullptr : gathered_m.data(),
+                         gathered_v.empty() ? nullptr : gathered_v.data());
+    }
     if (save || val) outputs.picture();  // redrawn when it gains a point worth seeing
   }
   TrainResult result = outputs.finish();

@@ -3,7 +3,8 @@
 //   train_step.h    one optimizer step with gradient accumulation; validation loss
 //   run_outputs.h   metrics.jsonl, progress line, loss.svg, checkpoints, sample (first process only)
 //   checkpointing.h atomic checkpoint save, resume lookup, metrics truncation
-//   run_role.h      which process does what, and what data parallelism will add
+//   run_role.h      which process does what, and what data parallelism adds
+//   data_parallel.h the N-process additions (mpirun -np N): row shares, gradient buckets, ZeRO-1
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>

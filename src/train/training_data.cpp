@@ -122,25 +122,37 @@ static void fill_row(const TokenSource& s, int64_t offset, int64_t seq, int32_t*
 
 void sample_batch(const TokenSource& s, uint64_t seed, int64_t index, int64_t batch, int64_t seq, int32_t* ids,
                   int32_t* targets) {
+  sample_rows(s, seed, index, 0, batch, seq, ids, targets);
+}
+
+void sample_rows(const TokenSource& s, uint64_t seed, int64_t index, int64_t row_begin, int64_t row_end, int64_t seq,
+                 int32_t* ids, int32_t* targets) {
   const int64_t span = s.size() - seq;  // valid start offsets: [0, size − seq − 1]
   if (span < 1) fail("training split has {} tokens, too few for --seq-len {}", s.size(), seq);
   std::vector<int32_t> window;
-  for (int64_t b = 0; b < batch; ++b) {
+  for (int64_t b = row_begin; b < row_end; ++b) {
     const int64_t offset = int64_t(hash64(seed, uint64_t(index), uint64_t(b)) % uint64_t(span));
-    fill_row(s, offset, seq, ids + b * seq, targets + b * seq, window);
+    const int64_t k = b - row_begin;
+    fill_row(s, offset, seq, ids + k * seq, targets + k * seq, window);
   }
 }
 
 void validation_batch(const TokenSource& s, int64_t index, int64_t count, int64_t batch, int64_t seq, int32_t* ids,
                       int32_t* targets) {
+  validation_rows(s, index, count, batch, seq, 0, batch, ids, targets);
+}
+
+void validation_rows(const TokenSource& s, int64_t index, int64_t count, int64_t batch, int64_t seq,
+                     int64_t row_begin, int64_t row_end, int32_t* ids, int32_t* targets) {
   const int64_t span = s.size() - seq;
   if (span < 1) fail("validation split has {} tokens, too few for --seq-len {}", s.size(), seq);
   std::vector<int32_t> window;
   const int64_t windows = count * batch;
-  for (int64_t b = 0; b < batch; ++b) {
+  for (int64_t b = row_begin; b < row_end; ++b) {
     const int64_t w = index * batch + b;
     const int64_t offset = windows > 1 ? (span - 1) * w / (windows - 1) : 0;
-    fill_row(s, offset, seq, ids + b * seq, targets + b * seq, window);
+    const int64_t k = b - row_begin;
+    fill_row(s, offset, seq, ids + k * seq, targets + k * seq, window);
   }
 }
 

@@ -32,8 +32,15 @@ std::string read_utf8_file(const std::string& path);
 // windows at offsets hash(seed, index, row) of `source`.
 void sample_batch(const TokenSource& source, uint64_t seed, int64_t index, int64_t batch, int64_t seq,
                   int32_t* ids, int32_t* targets);
+// Rows [row_begin, row_end) of that micro-batch (row r's window is a pure function of seed, index and r),
+// written to ids/targets [row_end − row_begin, seq]: one process's share of a data-parallel batch.
+void sample_rows(const TokenSource& source, uint64_t seed, int64_t index, int64_t row_begin, int64_t row_end,
+                 int64_t seq, int32_t* ids, int32_t* targets);
 // The validation windows are fixed: batch b of `count` takes evenly spaced windows over the split.
 void validation_batch(const TokenSource& source, int64_t b, int64_t count, int64_t batch, int64_t seq, int32_t* ids,
                       int32_t* targets);
+// Rows [row_begin, row_end) of validation batch b.
+void validation_rows(const TokenSource& source, int64_t b, int64_t count, int64_t batch, int64_t seq,
+                     int64_t row_begin, int64_t row_end, int32_t* ids, int32_t* targets);
 
 }  // namespace txs
