@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace txs {
 
@@ -148,7 +149,7 @@ Manifest read_manifest(const std::string& dir) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  nlohmann::json j = try_parse_json_bounded(ss.str());
   if (j.is_discarded() || !j.is_object()) fail("{}: malformed JSON", path);
   Manifest m;
   try {

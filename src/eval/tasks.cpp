@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace txs::eval {
 
@@ -42,12 +43,7 @@ void for_each_jsonl(const std::string& path, F&& f) {
   const auto lines = read_lines(path);
   for (size_t i = 0; i < lines.size(); ++i) {
     if (lines[i].find_first_not_of(" \t") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(lines[i]);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}:{}: not valid JSON ({})", path, i + 1, e.what());
-    }
+    const nlohmann::json j = parse_json_bounded(lines[i], fmt::format("{}:{}", path, i + 1));
     try {
       f(j, i + 1);
     } catch (const nlohmann::json::exception& e) {

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/threads.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/unicode.h"
@@ -808,6 +809,12 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
       impl->added.push_back(std::move(t));
       max_id = std::max(max_id, id);
     }
+    // Ids index dense tables: every id must be below the number of tokens (vocabulary entries plus added
+    // tokens), so a file cannot make a tiny vocabulary allocate gigabytes with one huge sparse id.
+    const int64_t num_tokens = int64_t(entries.size() + added_json.size());
+    if (max_id >= num_tokens)
+      fail("{}: token id {} is out of range: ids must be below the number of tokens ({} vocabulary entries + "
+           "{} added)", origin, max_id, entries.size(), added_json.size());
     impl->id_bytes.assign(size_t(max_id + 1), std::string());
     impl->id_present.assign(size_t(max_id + 1), 0);
     std::unordered_map<std::string, int32_t> by_spelling;  // byte-level spelling -> id, for merges
@@ -839,6 +846,14 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
       if (it == by_spelling.end()) fail("{}: unk_token \"{}\" is not in the vocabulary", origin, unk);
       impl->unk_id = it->second;
     }
+    // Byte-level BPE encodes any text as bytes first: without a token for each of the 256 bytes (and
+    // no unk_token) some text would have no encoding and vanish silently.
+    if (impl->unk_id < 0)
+      for (int b = 0; b < 256; b++)
+        if (impl->byte_id[b] < 0)
+          fail("{}: the vocabulary has no token for byte 0x{:02x} (\"{}\"): a byte-level BPE vocabulary needs "
+               "all 256 single-byte tokens (or an unk_token)", origin, b,
+               unicode::bytes_to_byte_level(std::string(1, char(b))));
 
     // Merges: "left right" strings, or [left, right] pairs (newer files). Rank = position.
     const json& merges = model.at("merges");
@@ -881,14 +896,14 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
 }
 
 Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& origin) {
-  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) fail("{}: malformed JSON", origin);
+  json j = try_parse_json_bounded(text);
+  if (j.is_discarded()) fail("{}: malformed JSON (or nested deeper than {} levels)", origin, kMaxJsonDepth);
   return from_json(j, origin);
 }
 
 Tokenizer Tokenizer::from_vocab_merges(const std::string& vocab_path, const std::string& merges_path) {
   const std::string vocab_text = read_whole_file(vocab_path, "vocabulary");
-  json vocab = json::parse(vocab_text, nullptr, false);
+  json vocab = try_parse_json_bounded(vocab_text);
   if (vocab.is_discarded() || !vocab.is_object()) fail("{}: not a JSON object of token -> id", vocab_path);
   const std::string merges_text = read_whole_file(merges_path, "merges file");
   // merges.txt: an optional "#version" line, then one "left right" pair per line in rank order.
@@ -933,8 +948,8 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
     fail("{}: folder has neither tokenizer.json nor vocab.json + merges.txt", path);
   }
   const std::string text = read_whole_file(path, "tokenizer");
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) fail("{}: malformed JSON", path);
+  json j = try_parse_json_bounded(text);
+  if (j.is_discarded()) fail("{}: malformed JSON (or nested deeper than {} levels)", path, kMaxJsonDepth);
   if (j.is_object() && !(j.contains("model") && j.at("model").is_object())) {
     // A GPT-2 style vocab.json: its merges.txt is beside it.
     const fs::path merges = fs::path(path).parent_path() / "merges.txt";

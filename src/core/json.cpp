@@ -1,0 +1,98 @@
+#include "core/json.h"
+
+#include "core/error.h"
+
+namespace txs {
+
+int json_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > deepest && (deepest = depth) > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+std::string text_excerpt(std::string_view text, size_t max_chars) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (out.size() >= max_chars) {
+      out += "...";
+      break;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      out += c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
+namespace {
+// Appends compact JSON to out until it holds max_chars characters (then stops); depth-limited.
+void dump_limited(const nlohmann::json& v, std::string& out, size_t max_chars, int depth) {
+  if (out.size() > max_chars) return;
+  if (depth > kMaxJsonDepth) {
+    out += "...";
+    return;
+  }
+  if (v.is_array() || v.is_object()) {
+    const bool obj = v.is_object();
+    out += obj ? '{' : '[';
+    bool first = true;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (out.size() > max_chars) return;
+      if (!first) out += ',';
+      first = false;
+      if (obj) out += nlohmann::json(it.key()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + ":";
+      dump_limited(*it, out, max_chars, depth + 1);
+    }
+    out += obj ? '}' : ']';
+    return;
+  }
+  if (v.is_string() && v.get_ref<const std::string&>().size() > max_chars) {
+    // Cut long strings before escaping them (a huge string value must not be copied whole).
+    nlohmann::json cut = v.get_ref<const std::string&>().substr(0, max_chars + 1);
+    out += cut.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return;
+  }
+  out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+}  // namespace
+
+std::string json_excerpt(const nlohmann::json& value, size_t max_chars) {
+  std::string out;
+  dump_limited(value, out, max_chars, 0);
+  return text_excerpt(out, max_chars);
+}
+
+nlohmann::json try_parse_json_bounded(std::string_view text, int max_depth) {
+  if (json_depth(text, max_depth) > max_depth) return nlohmann::json(nlohmann::json::value_t::discarded);
+  return nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+}
+
+nlohmann::json parse_json_bounded(std::string_view text, std::string_view what, int max_depth) {
+  if (json_depth(text, max_depth) > max_depth)
+    fail("{}: JSON nested deeper than {} levels", what, max_depth);
+  try {
+    return nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception& e) {
+    // The parser's message quotes the last token read, which may be long: keep it to one short line.
+    fail("{}: invalid JSON ({})", what, text_excerpt(e.what(), 160));
+  }
+}
+
+}  // namespace txs
