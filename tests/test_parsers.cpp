@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/threads.h"
+#include "data/token_source.h"
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "tokenizer/bpe_trainer.h"
@@ -235,6 +236,42 @@ TEST(Tokenizer, DeepJsonIsAnError) {
   const std::string path = write_temp("deep_tokenizer.json", "{\"model\": " + kDeep + "}");
   expect_short_error(error_of([&] { Tokenizer::from_file(path); }), "nested deeper");
   std::filesystem::remove(path);
+}
+
+TEST(Tokenizer, FloatIdsAreAnError) {
+  nlohmann::json j = small_tokenizer();
+  j["model"]["vocab"]["zzzz"] = 1e300;  // converting it to an integer would be undefined behaviour
+  expect_short_error(error_of([&] { Tokenizer::from_json(j, "float.json"); }), "is not an integer");
+}
+
+TEST(Manifest, NumbersAreCheckedIntegers) {
+  const std::string dir = temp_path("manifest");
+  std::filesystem::create_directories(dir);
+  const nlohmann::json base = {
+      {"format", "transxssm-tokens"}, {"version", 1}, {"dtype", "uint16"},
+      {"tokenizer", {{"hash", "h"}, {"vocab_size", 300}, {"eos_id", 0}}},
+      {"splits", {{"train", {{"tokens", 10}, {"shards", {{{"file", "train_000000.bin"}, {"tokens", 10}}}}}},
+                  {"val", {{"tokens", 0}, {"shards", nlohmann::json::array()}}}}}};
+  auto msg = [&](const nlohmann::json& m) {
+    std::ofstream(dir + "/manifest.json") << m.dump();
+    return error_of([&] { read_prepared_info(dir); });
+  };
+  EXPECT_EQ(msg(base), "");
+  nlohmann::json m = base;
+  m["version"] = 1e300;
+  expect_short_error(msg(m), "version must be an integer");
+  m = base;
+  m["tokenizer"]["eos_id"] = 4294967296LL;
+  expect_short_error(msg(m), "eos_id = 4294967296 is out of range");
+  m = base;  // two shards whose sum overflows int64
+  m["splits"]["train"]["shards"] = {{{"file", "a"}, {"tokens", INT64_MAX}}, {{"file", "b"}, {"tokens", INT64_MAX}}};
+  expect_short_error(msg(m), "out of range");
+  m = base;
+  m["splits"]["train"]["shards"] = {{{"file", "a"}, {"tokens", int64_t(1) << 50}}, {{"file", "b"}, {"tokens", 1}}};
+  expect_short_error(msg(m), "more than 2^50 tokens");
+  std::ofstream(dir + "/manifest.json") << kDeep;
+  expect_short_error(error_of([&] { read_prepared_info(dir); }), "malformed JSON");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

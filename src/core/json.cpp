@@ -79,6 +79,20 @@ std::string json_excerpt(const nlohmann::json& value, size_t max_chars) {
   return text_excerpt(out, max_chars);
 }
 
+int64_t json_int(const nlohmann::json& value, int64_t lo, int64_t hi, std::string_view what) {
+  if (value.is_number_unsigned()) {
+    const uint64_t u = value.get<uint64_t>();
+    if (hi < 0 || u > uint64_t(hi)) fail("{} = {} is out of range [{}, {}]", what, u, lo, hi);
+    return int64_t(u);
+  }
+  if (value.is_number_integer()) {
+    const int64_t v = value.get<int64_t>();
+    if (v < lo || v > hi) fail("{} = {} is out of range [{}, {}]", what, v, lo, hi);
+    return v;
+  }
+  fail("{} must be an integer, got {}", what, json_excerpt(value));
+}
+
 nlohmann::json try_parse_json_bounded(std::string_view text, int max_depth) {
   if (json_depth(text, max_depth) > max_depth) return nlohmann::json(nlohmann::json::value_t::discarded);
   return nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);

@@ -3,6 +3,7 @@
 // helpers here check the nesting depth before parsing and never echo unbounded input into a message.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -24,6 +25,10 @@ nlohmann::json parse_json_bounded(std::string_view text, std::string_view what, 
 
 // Same, but returns a discarded value (is_discarded()) instead of throwing; for callers with their own message.
 nlohmann::json try_parse_json_bounded(std::string_view text, int max_depth = kMaxJsonDepth);
+
+// A JSON integer (not a float, not a string) in [lo, hi]; otherwise throws txs::Error "<what> must be an
+// integer..." or "<what> = N is out of range [lo, hi]". (get<int64_t>() of 1e300 is undefined behaviour.)
+int64_t json_int(const nlohmann::json& value, int64_t lo, int64_t hi, std::string_view what);
 
 // A value for an error message: compact JSON, at most max_chars characters ("..." marks a cut); values
 // nested deeper than kMaxJsonDepth are not recursed into.

@@ -71,9 +71,11 @@ std::vector<std::string> str_list(const nlohmann::json& j, const char* key, cons
 int int_field(const nlohmann::json& j, const char* key, int lo, int hi, const std::string& path, size_t line) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer())
     fail("{}:{}: missing integer field \"{}\"", path, line, key);
-  const int v = j[key].get<int>();
-  if (v < lo || v > hi) fail("{}:{}: \"{}\" = {} is outside [{}, {}]", path, line, key, v, lo, hi);
-  return v;
+  // The whole int64 value is checked (get<int>() would wrap 2^32 + 1 to 1).
+  const int64_t v = j[key].is_number_unsigned() && j[key].get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX
+                                                                                              : j[key].get<int64_t>();
+  if (v < lo || v > hi) fail("{}:{}: \"{}\" = {} is outside [{}, {}]", path, line, key, json_excerpt(j[key]), lo, hi);
+  return int(v);
 }
 
 McItem same_context(const std::string& query, const std::vector<std::string>& choices, int gold) {

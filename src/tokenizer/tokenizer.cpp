@@ -782,11 +782,17 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
     // Vocabulary. Tokens are stored as the raw bytes they stand for; a token whose spelling is not
     // byte-level (rare, e.g. a special token in the model vocabulary) keeps its UTF-8 spelling, which
     // is what Hugging Face's ByteLevel decoder outputs for it.
+    // A float id would be converted with undefined behaviour when out of range; other non-integers get
+    // nlohmann's type error (reported as an invalid tokenizer.json below).
+    auto json_id = [&](const json& v) -> int64_t {
+      if (v.is_number_float()) fail("{}: token id {} is not an integer", origin, json_excerpt(v));
+      return v.get<int64_t>();
+    };
     int64_t max_id = -1;
     std::vector<std::pair<std::string, int64_t>> entries;
     entries.reserve(vocab.size());
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      const int64_t id = it.value().get<int64_t>();
+      const int64_t id = json_id(it.value());
       if (id < 0 || id >= kMaxId) fail("{}: token id {} of \"{}\" is out of range", origin, id, it.key());
       entries.emplace_back(it.key(), id);
       max_id = std::max(max_id, id);
@@ -796,7 +802,7 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
     if (!added_json.is_array()) fail("{}: \"added_tokens\" is not a list", origin);
     for (const json& a : added_json) {
       AddedToken t;
-      const int64_t id = member(a, "id", origin, "an added token").get<int64_t>();
+      const int64_t id = json_id(member(a, "id", origin, "an added token"));
       if (id < 0 || id >= kMaxId) fail("{}: added token id {} is out of range", origin, id);
       t.id = int32_t(id);
       t.content = member(a, "content", origin, "an added token").get<std::string>();
