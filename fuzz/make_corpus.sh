@@ -3,8 +3,8 @@
 # plus a few near-misses. State snapshots come from the fuzz_state binary itself (its tiny model):
 #   fuzz/make_corpus.sh [build-fuzz]
 set -euo pipefail
+build=$(realpath -m "${1:-$(dirname "$0")/../build-fuzz}")
 cd "$(dirname "$0")"
-build=${1:-../build-fuzz}
 python3 - <<'PY'
 import json, os, struct
 
