@@ -73,6 +73,11 @@ TEST(Json, ExcerptsAreBounded) {
   EXPECT_LE(json_excerpt(std::string(1 << 20, 'x')).size(), kMaxEchoChars + 3);
   EXPECT_EQ(text_excerpt("a\nb"), "a\\nb");
   EXPECT_EQ(text_excerpt(std::string(100, 'z')), std::string(60, 'z') + "...");
+  // Found by fuzz_ids: escaped control characters (4 characters each) must not overshoot the bound.
+  EXPECT_EQ(text_excerpt(std::string(100, '\x06')).size(), 15 * 4 + 3u);
+  // A cut never splits a UTF-8 character: 59 ASCII + "é" (2 bytes) keeps 59 + "...".
+  EXPECT_EQ(text_excerpt(std::string(59, 'a') + "\xc3\xa9" + "bbb"), std::string(59, 'a') + "...");
+  EXPECT_EQ(text_excerpt(std::string(58, 'a') + "\xc3\xa9" + "bbb"), std::string(58, 'a') + "\xc3\xa9...");
 }
 
 TEST(Json, DeepConfigFieldIsAnError) {
@@ -133,6 +138,22 @@ TEST(Safetensors, TensorsMustTileTheDataExactly) {
     }
     std::filesystem::remove(path);
   }
+}
+
+TEST(Safetensors, EmptyTensorsRead) {
+  // Found by fuzz_safetensors (UBSan): reading a tensor with a zero dimension passed null to memcpy.
+  const std::string path = write_temp(
+      "empty.safetensors",
+      safetensors_bytes("{\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]},"
+                        "\"d\":{\"dtype\":\"F64\",\"shape\":[0],\"data_offsets\":[0,0]},"
+                        "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4));
+  SafetensorsReader r(path);
+  EXPECT_TRUE(r.read_f32("e").empty());
+  EXPECT_TRUE(r.read_f64("e").empty());
+  EXPECT_TRUE(r.read_f64("d").empty());
+  EXPECT_TRUE(r.read_raw("d").empty());
+  EXPECT_EQ(r.read_f32("a").size(), 1u);
+  std::filesystem::remove(path);
 }
 
 TEST(Safetensors, HugeShapesAreAnErrorNotAnOverflow) {

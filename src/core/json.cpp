@@ -26,17 +26,26 @@ int json_depth(std::string_view text, int limit) {
 
 std::string text_excerpt(std::string_view text, size_t max_chars) {
   std::string out;
-  for (unsigned char c : text) {
-    if (out.size() >= max_chars) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = text[i];
+    std::string piece(1, char(c));
+    if (c < 0x20 || c == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      piece = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    }
+    if (out.size() + piece.size() > max_chars) {
+      // Cut before the piece, and not inside a UTF-8 sequence: drop a trailing incomplete character.
+      size_t keep = out.size();
+      while (keep > 0 && (static_cast<unsigned char>(out[keep - 1]) & 0xC0) == 0x80) --keep;
+      if (keep > 0 && static_cast<unsigned char>(out[keep - 1]) >= 0xC0) {
+        const unsigned char lead = out[keep - 1];
+        const size_t len = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+        if (out.size() - (keep - 1) < len) out.resize(keep - 1);
+      }
       out += "...";
       break;
     }
-    if (c < 0x20 || c == 0x7f) {
-      static const char* hex = "0123456789abcdef";
-      out += c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : std::string("\\x") + hex[c >> 4] + hex[c & 15];
-    } else {
-      out += char(c);
-    }
+    out += piece;
   }
   return out;
 }

@@ -186,8 +186,9 @@ void SafetensorsReader::read_f32_into(const std::string& name, float* dst,
   const TensorInfo& t = info(name);
   if (t.shape != expected_shape)
     fail("{}: tensor '{}' has shape {}, expected {}", path_, name, shape_str(t.shape), shape_str(expected_shape));
-  auto raw = read_raw(name);
   const int64_t n = t.numel();
+  if (n == 0) return;  // an empty tensor (a zero dimension): nothing to read, and memcpy of null is undefined
+  auto raw = read_raw(name);
   switch (t.dtype) {
     case FileDType::F32: std::memcpy(dst, raw.data(), size_t(n) * 4); break;
     case FileDType::BF16:
@@ -218,7 +219,7 @@ std::vector<double> SafetensorsReader::read_f64(const std::string& name) const {
   if (t.dtype == FileDType::F64) {
     auto raw = read_raw(name);
     std::vector<double> v(size_t(t.numel()));
-    std::memcpy(v.data(), raw.data(), raw.size());
+    if (!raw.empty()) std::memcpy(v.data(), raw.data(), raw.size());
     return v;
   }
   auto f = read_f32(name);
