@@ -232,6 +232,13 @@ TEST(Tokenizer, EveryByteNeedsAToken) {
   j["model"]["vocab"].erase(spelling);
   j["model"]["vocab"]["zzzz"] = id;
   expect_short_error(error_of([&] { Tokenizer::from_json(j, "nobyte.json"); }), "no token for byte 0x01");
+  // Bytes that UTF-8 never uses may be missing (NeoX-20B has no token for 0xC0, 0xC1, 0xF5-0xFF).
+  nlohmann::json k = base;
+  const std::string c0 = unicode::bytes_to_byte_level("\xc0");
+  const int64_t c0_id = k["model"]["vocab"].at(c0).get<int64_t>();
+  k["model"]["vocab"].erase(c0);
+  k["model"]["vocab"]["zzzz"] = c0_id;
+  EXPECT_EQ(error_of([&] { Tokenizer::from_json(k, "noc0.json"); }), "");
   // With an unk_token the byte encodes as unk instead of vanishing.
   j["model"]["unk_token"] = "zzzz";
   const auto ids = Tokenizer::from_json(j, "unk").encode("\x01");
@@ -246,7 +253,9 @@ TEST(Tokenizer, IdsAreBoundedByTheNumberOfTokens) {
   expect_short_error(error_of([&] { Tokenizer::from_json(j, "big.json"); }), "token id 60000000 is out of range");
   j["added_tokens"][0]["id"] = n;  // the usual added token right after the vocabulary
   EXPECT_EQ(Tokenizer::from_json(j, "ok").vocab_size(), n + 1);
-  j["added_tokens"][0]["id"] = n + 1;  // a hole
+  j["added_tokens"][0]["id"] = n + 1 + 65535;  // after a padded vocabulary: within the slack
+  EXPECT_EQ(Tokenizer::from_json(j, "pad").vocab_size(), n + 1 + 65536);
+  j["added_tokens"][0]["id"] = n + 1 + 65536;  // beyond it
   expect_short_error(error_of([&] { Tokenizer::from_json(j, "hole.json"); }), "out of range");
   nlohmann::json v = small_tokenizer();
   v["model"]["vocab"]["zzzz"] = 60000000;

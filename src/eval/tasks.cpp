@@ -43,7 +43,8 @@ void for_each_jsonl(const std::string& path, F&& f) {
   const auto lines = read_lines(path);
   for (size_t i = 0; i < lines.size(); ++i) {
     if (lines[i].find_first_not_of(" \t") == std::string::npos) continue;
-    const nlohmann::json j = parse_json_bounded(lines[i], fmt::format("{}:{}", path, i + 1));
+    const nlohmann::json j = try_parse_json_bounded(lines[i]);
+    if (j.is_discarded()) fail("{}:{}: not valid JSON (or nested deeper than {} levels)", path, i + 1, kMaxJsonDepth);
     try {
       f(j, i + 1);
     } catch (const nlohmann::json::exception& e) {

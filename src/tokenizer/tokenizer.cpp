@@ -815,12 +815,15 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
       impl->added.push_back(std::move(t));
       max_id = std::max(max_id, id);
     }
-    // Ids index dense tables: every id must be below the number of tokens (vocabulary entries plus added
-    // tokens), so a file cannot make a tiny vocabulary allocate gigabytes with one huge sparse id.
+    // Ids index dense tables: a file must not make a tiny vocabulary allocate gigabytes with one huge sparse
+    // id. Ids must be below the number of tokens (vocabulary entries plus added tokens) plus a slack of
+    // 65536 for added tokens placed after a padded vocabulary (e.g. ids from 50304 on); at most ~3 MB of
+    // unused table entries.
+    constexpr int64_t kIdSlack = 65536;
     const int64_t num_tokens = int64_t(entries.size() + added_json.size());
-    if (max_id >= num_tokens)
+    if (max_id >= num_tokens + kIdSlack)
       fail("{}: token id {} is out of range: ids must be below the number of tokens ({} vocabulary entries + "
-           "{} added)", origin, max_id, entries.size(), added_json.size());
+           "{} added) + {}", origin, max_id, entries.size(), added_json.size(), kIdSlack);
     impl->id_bytes.assign(size_t(max_id + 1), std::string());
     impl->id_present.assign(size_t(max_id + 1), 0);
     std::unordered_map<std::string, int32_t> by_spelling;  // byte-level spelling -> id, for merges
@@ -852,13 +855,14 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
       if (it == by_spelling.end()) fail("{}: unk_token \"{}\" is not in the vocabulary", origin, unk);
       impl->unk_id = it->second;
     }
-    // Byte-level BPE encodes any text as bytes first: without a token for each of the 256 bytes (and
-    // no unk_token) some text would have no encoding and vanish silently.
+    // Byte-level BPE encodes any text as bytes first: without a token for every byte that valid UTF-8 can
+    // contain (and no unk_token) some text would have no encoding and vanish silently. Input is checked to
+    // be UTF-8, so the bytes UTF-8 never uses (0xC0, 0xC1, 0xF5-0xFF) may lack tokens (NeoX-20B lacks them).
     if (impl->unk_id < 0)
       for (int b = 0; b < 256; b++)
-        if (impl->byte_id[b] < 0)
+        if (impl->byte_id[b] < 0 && !(b == 0xC0 || b == 0xC1 || b >= 0xF5))
           fail("{}: the vocabulary has no token for byte 0x{:02x} (\"{}\"): a byte-level BPE vocabulary needs "
-               "all 256 single-byte tokens (or an unk_token)", origin, b,
+               "a single-byte token for every byte of UTF-8 text (or an unk_token)", origin, b,
                unicode::bytes_to_byte_level(std::string(1, char(b))));
 
     // Merges: "left right" strings, or [left, right] pairs (newer files). Rank = position.
