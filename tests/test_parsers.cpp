@@ -194,6 +194,9 @@ TEST(Config, IntegerFieldsMustBeIntegersInRange) {
 }
 
 TEST(Threads, CountIsBounded) {
+  const char* omp_env = getenv("OMP_NUM_THREADS");
+  const std::string saved_omp = omp_env ? omp_env : "";
+  unsetenv("OMP_NUM_THREADS");
   expect_short_error(error_of([] { set_num_threads(100000); }), "too many");
   expect_short_error(error_of([] { set_num_threads(max_threads() + 1); }), "too many");
   expect_short_error(error_of([] { set_num_threads(-1); }), "must not be negative");
@@ -210,6 +213,13 @@ TEST(Threads, CountIsBounded) {
   setenv("TRANSXSSM_THREADS", "1", 1);
   EXPECT_EQ(error_of([] { set_num_threads(0); }), "");
   unsetenv("TRANSXSSM_THREADS");
+  setenv("OMP_NUM_THREADS", "100000", 1);
+  expect_short_error(error_of([] { set_num_threads(0); }), "OMP_NUM_THREADS = 100000 is too many");
+  EXPECT_EQ(error_of([] { set_num_threads(1); }), "");  // an explicit count wins over the environment
+  setenv("OMP_NUM_THREADS", "1,1", 1);
+  EXPECT_EQ(error_of([] { set_num_threads(0); }), "");
+  if (omp_env) setenv("OMP_NUM_THREADS", saved_omp.c_str(), 1);
+  else unsetenv("OMP_NUM_THREADS");
 }
 
 // A small byte-level BPE tokenizer.json (all 256 byte tokens, dense ids).

@@ -27,20 +27,26 @@ static void check_threads(long n, const char* what) {
          std::thread::hardware_concurrency());
 }
 
+// The integer at the start of an environment variable; `list` allows OpenMP's "4,2" (first level counts).
+static long env_threads(const char* name, const char* value, bool list) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(value, &end, 10);
+  if (errno != 0 || end == value || (*end != '\0' && !(list && *end == ',')))
+    fail("{} must be an integer, got \"{}\"", name, text_excerpt(value));
+  check_threads(v, name);
+  return v;
+}
+
 void set_num_threads(int n) {
   check_threads(n, "--threads");
   if (n == 0) {
-    if (const char* env = std::getenv("TRANSXSSM_THREADS"); env && *env) {
-      char* end = nullptr;
-      errno = 0;
-      const long v = std::strtol(env, &end, 10);
-      if (errno != 0 || end == env || *end != '\0')
-        fail("TRANSXSSM_THREADS must be an integer, got \"{}\"", text_excerpt(env));
-      check_threads(v, "TRANSXSSM_THREADS");
-      n = int(v);
-    }
+    if (const char* env = std::getenv("TRANSXSSM_THREADS"); env && *env) n = int(env_threads("TRANSXSSM_THREADS", env, false));
   }
-  if (n == 0 && std::getenv("OMP_NUM_THREADS")) return;  // the user already chose
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); n == 0 && omp && *omp) {
+    env_threads("OMP_NUM_THREADS", omp, true);  // the OpenMP runtime would start this many threads
+    return;                                     // the user already chose
+  }
   if (n == 0) n = int(std::thread::hardware_concurrency());
   if (n <= 0) n = 1;
   omp_set_num_threads(n);

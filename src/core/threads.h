@@ -11,6 +11,7 @@ int num_threads();
 int max_threads();
 
 // n == 0 means "all cores"; TRANSXSSM_THREADS or OMP_NUM_THREADS in the environment win over the default.
-// Throws txs::Error for n < 0, n > max_threads(), or a TRANSXSSM_THREADS that is not such an integer.
+// Throws txs::Error for n < 0, n > max_threads(), or a TRANSXSSM_THREADS / OMP_NUM_THREADS (first value) that
+// is not such an integer.
 void set_num_threads(int n);
 }  // namespace txs
