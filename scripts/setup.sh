@@ -8,7 +8,11 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libcpp-httplib-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy
+  # Data-parallel training (mpirun) and its tests.
   openmpi-bin libopenmpi-dev
+  # Sanitizer CI (.ci/run) and the libFuzzer targets of fuzz/: clang, its runtimes (libclang_rt.fuzzer,
+  # asan, ubsan: libclang-rt-dev) and its OpenMP runtime (libomp-dev) for the clang build of build-fuzz.
+  clang libclang-rt-dev libomp-dev
 
   fortunes
 )

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/threads.h"
 #include "infer/engine.h"
 #include "infer/generate.h"
@@ -36,7 +37,7 @@ std::vector<int32_t> read_ids(const std::string& path) {
   std::vector<int32_t> ids;
   for (auto& v : j) {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
-      fail("{}: token ids must be non-negative integers, got {}", path, v.dump());
+      fail("{}: token ids must be non-negative integers, got {}", path, json_excerpt(v));
     ids.push_back(v.get<int32_t>());
   }
   return ids;

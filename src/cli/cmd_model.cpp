@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/threads.h"
 #include "infer/engine.h"
 #include "model/checkpoint.h"
@@ -24,7 +25,7 @@ std::vector<int32_t> read_id_rows(const std::string& path, int64_t& batch, int64
   std::vector<int32_t> ids;
   auto take = [&](const nlohmann::json& row) {
     for (auto& v : row) {
-      if (!v.is_number_integer()) fail("{}: token ids must be integers, got {}", path, v.dump());
+      if (!v.is_number_integer()) fail("{}: token ids must be integers, got {}", path, json_excerpt(v));
       const int64_t id = v.get<int64_t>();
       if (id < 0 || id > INT32_MAX) fail("{}: token id {} out of range", path, id);
       ids.push_back(int32_t(id));

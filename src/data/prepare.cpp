@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/threads.h"
 #include "data/shards.h"
 #include "tokenizer/mapped_file.h"
@@ -174,7 +175,7 @@ PrepareResult prepare(const Tokenizer& tok, const PrepareOptions& opt) {
         const size_t valid = unicode::valid_utf8_prefix(line);
         if (valid != line.size())
           fail("{}:{}: not valid UTF-8 (byte offset {})", files[f], line_no, line_start + int64_t(valid));
-        nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+        nlohmann::json j = try_parse_json_bounded(line);
         if (j.is_discarded() || !j.is_object()) fail("{}:{}: not a JSON object", files[f], line_no);
         auto field = j.find(opt.jsonl_field);
         if (field == j.end() || !field->is_string())

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace txs {
 
@@ -148,19 +150,22 @@ Manifest read_manifest(const std::string& dir) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  nlohmann::json j = try_parse_json_bounded(ss.str());
   if (j.is_discarded() || !j.is_object()) fail("{}: malformed JSON", path);
   Manifest m;
   try {
     if (j.value("format", std::string()) != kManifestFormat)
       fail("{}: not a transxssm token manifest (format is not \"{}\")", path, kManifestFormat);
-    if (j.at("version").get<int>() != kManifestVersion)
-      fail("{}: manifest version {} is not supported (expected {})", path, j.at("version").get<int>(),
-           kManifestVersion);
+    // Counts are bounded far beyond any corpus (2^50 tokens) so that sums cannot overflow.
+    constexpr int64_t kMaxCount = int64_t(1) << 50;
+    const std::string where = path + ": ";
+    const int64_t version = json_int(j.at("version"), INT32_MIN, INT32_MAX, where + "version");
+    if (version != kManifestVersion)
+      fail("{}: manifest version {} is not supported (expected {})", path, version, kManifestVersion);
     const auto& tok = j.at("tokenizer");
-    m.info.vocab_size = tok.at("vocab_size").get<int64_t>();
+    m.info.vocab_size = json_int(tok.at("vocab_size"), 1, INT32_MAX, where + "tokenizer vocab_size");
     m.info.tokenizer_hash = tok.at("hash").get<std::string>();
-    m.info.eos_id = tok.at("eos_id").get<int32_t>();
+    m.info.eos_id = int32_t(json_int(tok.at("eos_id"), -1, INT32_MAX, where + "tokenizer eos_id"));
     m.info.dtype = j.at("dtype").get<std::string>();
     if (m.info.dtype == "uint16") {
       m.dtype = TokenDType::U16;
@@ -174,13 +179,14 @@ Manifest read_manifest(const std::string& dir) {
       const auto& s = j.at("splits").at(split);
       int64_t sum = 0;
       for (const auto& e : s.at("shards")) {
-        ShardInfo info{e.at("file").get<std::string>(), e.at("tokens").get<int64_t>()};
+        ShardInfo info{e.at("file").get<std::string>(), json_int(e.at("tokens"), 0, kMaxCount, where + "shard tokens")};
         if (info.tokens < 0 || info.file.find('/') != std::string::npos || info.file.empty())
           fail("{}: bad shard entry in split \"{}\"", path, split);
         sum += info.tokens;
+        if (sum > kMaxCount) fail("{}: split \"{}\" holds more than 2^50 tokens", path, split);
         out.push_back(std::move(info));
       }
-      total = s.at("tokens").get<int64_t>();
+      total = json_int(s.at("tokens"), 0, kMaxCount, where + "split tokens");
       if (total != sum) fail("{}: split \"{}\" says {} tokens but its shards hold {}", path, split, total, sum);
       return out;
     };

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace txs::eval {
 
@@ -42,12 +43,8 @@ void for_each_jsonl(const std::string& path, F&& f) {
   const auto lines = read_lines(path);
   for (size_t i = 0; i < lines.size(); ++i) {
     if (lines[i].find_first_not_of(" \t") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(lines[i]);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}:{}: not valid JSON ({})", path, i + 1, e.what());
-    }
+    const nlohmann::json j = try_parse_json_bounded(lines[i]);
+    if (j.is_discarded()) fail("{}:{}: not valid JSON (or nested deeper than {} levels)", path, i + 1, kMaxJsonDepth);
     try {
       f(j, i + 1);
     } catch (const nlohmann::json::exception& e) {
@@ -75,9 +72,11 @@ std::vector<std::string> str_list(const nlohmann::json& j, const char* key, cons
 int int_field(const nlohmann::json& j, const char* key, int lo, int hi, const std::string& path, size_t line) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer())
     fail("{}:{}: missing integer field \"{}\"", path, line, key);
-  const int v = j[key].get<int>();
-  if (v < lo || v > hi) fail("{}:{}: \"{}\" = {} is outside [{}, {}]", path, line, key, v, lo, hi);
-  return v;
+  // The whole int64 value is checked (get<int>() would wrap 2^32 + 1 to 1).
+  const int64_t v = j[key].is_number_unsigned() && j[key].get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX
+                                                                                              : j[key].get<int64_t>();
+  if (v < lo || v > hi) fail("{}:{}: \"{}\" = {} is outside [{}, {}]", path, line, key, json_excerpt(j[key]), lo, hi);
+  return int(v);
 }
 
 McItem same_context(const std::string& query, const std::vector<std::string>& choices, int gold) {

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "model/safetensors.h"
 
 namespace txs {
@@ -93,8 +94,32 @@ static T get_field(const nlohmann::json& j, const char* key) {
   try {
     return j.get<T>();
   } catch (const std::exception&) {
-    fail("config: field '{}' has the wrong type ({})", key, j.dump());
+    fail("config: field '{}' has the wrong type ({})", key, json_excerpt(j));
   }
+}
+
+// Integer fields are sizes, counts and offsets: JSON integers (or floats with no fractional part, e.g.
+// 256.0) within the 32-bit range. 256.5, 1e30 or 2^64+1 would otherwise be truncated or wrap around.
+static int64_t get_int_field(const nlohmann::json& j, const char* key) {
+  constexpr int64_t kLimit = int64_t(1) << 31;
+  if (j.is_number_unsigned()) {
+    const uint64_t u = j.get<uint64_t>();
+    if (u >= uint64_t(kLimit)) fail("config: field '{}' = {} is out of range (at most {})", key, u, kLimit - 1);
+    return int64_t(u);
+  }
+  if (j.is_number_integer()) {
+    const int64_t v = j.get<int64_t>();
+    if (v >= kLimit || v < -kLimit) fail("config: field '{}' = {} is out of range (at most {} in magnitude)", key, v, kLimit - 1);
+    return v;
+  }
+  if (j.is_number_float()) {
+    const double d = j.get<double>();
+    if (!(d >= -double(kLimit) && d < double(kLimit)))
+      fail("config: field '{}' = {} is out of range (at most {} in magnitude)", key, json_excerpt(j), kLimit - 1);
+    if (d != double(int64_t(d))) fail("config: field '{}' must be an integer, got {}", key, json_excerpt(j));
+    return int64_t(d);
+  }
+  fail("config: field '{}' must be an integer, got {}", key, json_excerpt(j));
 }
 
 const char* position_name(SsmPosition p) {
@@ -121,6 +146,9 @@ AttentionPosition parse_attention_position(const std::string& s) {
   fail("config: attention_position must be rope or none, got '{}'", s);
 }
 
+// Far beyond any real model; bounds the layer list built from num_hidden_layers.
+constexpr int64_t kMaxLayers = 1 << 16;
+
 ModelConfig resolve_config(const std::string& arch_in, const std::string& size_in, const nlohmann::json& overrides) {
   if (!overrides.is_object()) fail("config: expected a JSON object");
   std::string arch = arch_in, size = size_in;
@@ -139,38 +167,38 @@ ModelConfig resolve_config(const std::string& arch_in, const std::string& size_i
   for (auto& [key, v] : overrides.items()) {
     const char* k = key.c_str();
     if (key == "arch" || key == "size" || key == "model_type") {
-      if (key == "model_type" && v != "transxssm") fail("config: model_type must be \"transxssm\", got {}", v.dump());
-    } else if (key == "vocab_size") c.vocab_size = get_field<int64_t>(v, k);
-    else if (key == "hidden_size") c.hidden_size = get_field<int64_t>(v, k);
-    else if (key == "intermediate_size") c.intermediate_size = get_field<int64_t>(v, k);
-    else if (key == "num_hidden_layers") c.num_hidden_layers = get_field<int64_t>(v, k);
-    else if (key == "num_attention_heads") c.num_attention_heads = get_field<int64_t>(v, k);
-    else if (key == "num_key_value_heads") c.num_key_value_heads = get_field<int64_t>(v, k);
-    else if (key == "head_dim") c.head_dim = get_field<int64_t>(v, k), explicit_head_dim = true;
-    else if (key == "ssm_state_size") c.ssm_state_size = get_field<int64_t>(v, k), explicit_state = true;
+      if (key == "model_type" && v != "transxssm") fail("config: model_type must be \"transxssm\", got {}", json_excerpt(v));
+    } else if (key == "vocab_size") c.vocab_size = get_int_field(v, k);
+    else if (key == "hidden_size") c.hidden_size = get_int_field(v, k);
+    else if (key == "intermediate_size") c.intermediate_size = get_int_field(v, k);
+    else if (key == "num_hidden_layers") c.num_hidden_layers = get_int_field(v, k);
+    else if (key == "num_attention_heads") c.num_attention_heads = get_int_field(v, k);
+    else if (key == "num_key_value_heads") c.num_key_value_heads = get_int_field(v, k);
+    else if (key == "head_dim") c.head_dim = get_int_field(v, k), explicit_head_dim = true;
+    else if (key == "ssm_state_size") c.ssm_state_size = get_int_field(v, k), explicit_state = true;
     else if (key == "layer_types") {
       if (!v.is_array()) fail("config: layer_types must be a list");
       c.layer_types.clear();
       for (auto& t : v) c.layer_types.push_back(parse_layer_type(get_field<std::string>(t, k)));
       explicit_layers = true;
-    } else if (key == "attn_layer_period") c.attn_layer_period = get_field<int64_t>(v, k);
-    else if (key == "attn_layer_offset") c.attn_layer_offset = get_field<int64_t>(v, k);
+    } else if (key == "attn_layer_period") c.attn_layer_period = get_int_field(v, k);
+    else if (key == "attn_layer_offset") c.attn_layer_offset = get_int_field(v, k);
     else if (key == "ssm_position") c.ssm_position = parse_ssm_position(get_field<std::string>(v, k));
     else if (key == "attention_position")
       c.attention_position = parse_attention_position(get_field<std::string>(v, k));
-    else if (key == "ssm_chunk_size") c.ssm_chunk_size = get_field<int64_t>(v, k);
-    else if (key == "conv_kernel") c.conv_kernel = get_field<int64_t>(v, k);
+    else if (key == "ssm_chunk_size") c.ssm_chunk_size = get_int_field(v, k);
+    else if (key == "conv_kernel") c.conv_kernel = get_int_field(v, k);
     else if (key == "rope_theta") c.rope_theta = get_field<double>(v, k);
     else if (key == "rms_norm_eps") c.rms_norm_eps = get_field<double>(v, k);
     else if (key == "residual_scale") c.residual_scale = get_field<bool>(v, k);
     else if (key == "use_dt_bias") c.use_dt_bias = get_field<bool>(v, k);
     else if (key == "tie_word_embeddings") c.tie_word_embeddings = get_field<bool>(v, k);
     else if (key == "initializer_range") c.initializer_range = get_field<double>(v, k);
-    else if (key == "max_position_embeddings") c.max_position_embeddings = get_field<int64_t>(v, k);
-    else if (key == "mamba_expand") c.mamba_expand = get_field<int64_t>(v, k);
-    else if (key == "mamba_head_dim") c.mamba_head_dim = get_field<int64_t>(v, k);
-    else if (key == "mamba_d_state") c.mamba_d_state = get_field<int64_t>(v, k);
-    else if (key == "mamba_n_groups") c.mamba_n_groups = get_field<int64_t>(v, k);
+    else if (key == "max_position_embeddings") c.max_position_embeddings = get_int_field(v, k);
+    else if (key == "mamba_expand") c.mamba_expand = get_int_field(v, k);
+    else if (key == "mamba_head_dim") c.mamba_head_dim = get_int_field(v, k);
+    else if (key == "mamba_d_state") c.mamba_d_state = get_int_field(v, k);
+    else if (key == "mamba_n_groups") c.mamba_n_groups = get_int_field(v, k);
     else if (key == "mamba_norm_eps") c.mamba_norm_eps = get_field<double>(v, k);
     else fail("config: unknown field '{}'", key);
   }
@@ -179,6 +207,8 @@ ModelConfig resolve_config(const std::string& arch_in, const std::string& size_i
   if (!explicit_state) c.ssm_state_size = c.head_dim;
   if (!explicit_layers) {
     if (c.attn_layer_period <= 0) fail("config: attn_layer_period must be positive");
+    if (c.num_hidden_layers > kMaxLayers)
+      fail("config: num_hidden_layers {} is too large (at most {})", c.num_hidden_layers, kMaxLayers);
     const size_t n = size_t(std::max<int64_t>(c.num_hidden_layers, 0));
     if (preset.all_attention)
       c.layer_types.assign(n, LayerType::Attention);
@@ -268,11 +298,7 @@ nlohmann::ordered_json ModelConfig::to_json() const {
 
 nlohmann::json read_json_file(const std::string& path) {
   const std::string text = read_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    fail("{}: invalid JSON ({})", path, e.what());
-  }
+  return parse_json_bounded(text, path);
 }
 
 ModelConfig load_config_file(const std::string& path) {

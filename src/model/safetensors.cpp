@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace txs {
 
@@ -94,12 +96,7 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
   if (!in) fail("{}: truncated safetensors header", path);
   data_offset_ = 8 + header_len;
   const uint64_t data_size = file_size_ - data_offset_;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(header);
-  } catch (const std::exception& e) {
-    fail("{}: safetensors header is not valid JSON ({})", path, e.what());
-  }
+  const nlohmann::json j = parse_json_bounded(header, path + ": safetensors header");
   if (!j.is_object()) fail("{}: safetensors header is not a JSON object", path);
   for (auto& [name, v] : j.items()) {
     if (name == "__metadata__") {
@@ -114,11 +111,11 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
       fail("{}: tensor '{}' lacks dtype, shape or data_offsets", path, name);
     TensorInfo t;
     if (!v["dtype"].is_string() || !parse_dtype(v["dtype"].get<std::string>(), t.dtype))
-      fail("{}: tensor '{}' has unsupported dtype {}", path, name, v["dtype"].dump());
+      fail("{}: tensor '{}' has unsupported dtype {}", path, name, json_excerpt(v["dtype"]));
     if (!v["shape"].is_array()) fail("{}: tensor '{}' shape is not an array", path, name);
     for (auto& s : v["shape"]) {
       if (!s.is_number_integer() || s.get<int64_t>() < 0 || s.get<int64_t>() > (int64_t(1) << 40))
-        fail("{}: tensor '{}' has an invalid shape {}", path, name, v["shape"].dump());
+        fail("{}: tensor '{}' has an invalid shape {}", path, name, json_excerpt(v["shape"]));
       t.shape.push_back(s.get<int64_t>());
     }
     auto& off = v["data_offsets"];
@@ -129,11 +126,37 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
     if (t.begin > t.end || t.end > data_size)
       fail("{}: tensor '{}' data [{}, {}) lies outside the file's {} data bytes (truncated file?)", path, name,
            t.begin, t.end, data_size);
-    // numel * size can overflow only for absurd shapes, which the bound above already rejects.
-    if (uint64_t(t.numel()) * file_dtype_size(t.dtype) != t.end - t.begin)
+    int64_t numel = 1;
+    uint64_t bytes = 0;
+    for (auto s : t.shape)
+      if (__builtin_mul_overflow(numel, s, &numel))
+        fail("{}: tensor '{}' shape {} has too many elements", path, name, json_excerpt(v["shape"]));
+    if (__builtin_mul_overflow(uint64_t(numel), uint64_t(file_dtype_size(t.dtype)), &bytes) ||
+        bytes != t.end - t.begin)
       fail("{}: tensor '{}' byte size {} does not match its shape and dtype", path, name, t.end - t.begin);
     tensors_[name] = std::move(t);
   }
+  // The format forbids overlapping tensors and holes: sorted by offset, the tensors tile [0, data size).
+  std::vector<std::pair<const std::string*, const TensorInfo*>> order;
+  for (auto& [name, t] : tensors_) order.emplace_back(&name, &t);
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.second->begin != b.second->begin ? a.second->begin < b.second->begin : a.second->end < b.second->end;
+  });
+  uint64_t covered = 0;
+  const std::string* previous = nullptr;
+  for (auto& [name, t] : order) {
+    if (t->begin < covered)
+      fail("{}: tensor '{}' data [{}, {}) overlaps tensor '{}' (ends at {})", path, *name, t->begin, t->end,
+           *previous, covered);
+    if (t->begin > covered)
+      fail("{}: {} unused data bytes before tensor '{}' at offset {} (tensors must be contiguous)", path,
+           t->begin - covered, *name, t->begin);
+    covered = t->end;
+    previous = name;
+  }
+  if (covered != data_size)
+    fail("{}: {} data bytes after the last tensor (the tensors hold {} of {})", path, data_size - covered, covered,
+         data_size);
 }
 
 const TensorInfo& SafetensorsReader::info(const std::string& name) const {
@@ -163,8 +186,9 @@ void SafetensorsReader::read_f32_into(const std::string& name, float* dst,
   const TensorInfo& t = info(name);
   if (t.shape != expected_shape)
     fail("{}: tensor '{}' has shape {}, expected {}", path_, name, shape_str(t.shape), shape_str(expected_shape));
-  auto raw = read_raw(name);
   const int64_t n = t.numel();
+  if (n == 0) return;  // an empty tensor (a zero dimension): nothing to read, and memcpy of null is undefined
+  auto raw = read_raw(name);
   switch (t.dtype) {
     case FileDType::F32: std::memcpy(dst, raw.data(), size_t(n) * 4); break;
     case FileDType::BF16:
@@ -195,7 +219,7 @@ std::vector<double> SafetensorsReader::read_f64(const std::string& name) const {
   if (t.dtype == FileDType::F64) {
     auto raw = read_raw(name);
     std::vector<double> v(size_t(t.numel()));
-    std::memcpy(v.data(), raw.data(), raw.size());
+    if (!raw.empty()) std::memcpy(v.data(), raw.data(), raw.size());
     return v;
   }
   auto f = read_f32(name);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace txs {
 
 // The dtypes a safetensors file may hold (a superset of what backends compute in, ops/tensor.h).
@@ -17,9 +19,11 @@ struct TensorInfo {
   FileDType dtype = FileDType::F32;
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // byte offsets inside the data section
+  // Product of the shape; throws txs::Error when a dimension is negative or the product overflows int64.
   int64_t numel() const {
     int64_t n = 1;
-    for (auto s : shape) n *= s;
+    for (auto s : shape)
+      if (s < 0 || __builtin_mul_overflow(n, s, &n)) fail("tensor shape has too many elements (over 2^63)");
     return n;
   }
 };

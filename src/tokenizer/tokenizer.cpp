@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/threads.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/unicode.h"
@@ -781,11 +782,17 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
     // Vocabulary. Tokens are stored as the raw bytes they stand for; a token whose spelling is not
     // byte-level (rare, e.g. a special token in the model vocabulary) keeps its UTF-8 spelling, which
     // is what Hugging Face's ByteLevel decoder outputs for it.
+    // A float id would be converted with undefined behaviour when out of range; other non-integers get
+    // nlohmann's type error (reported as an invalid tokenizer.json below).
+    auto json_id = [&](const json& v) -> int64_t {
+      if (v.is_number_float()) fail("{}: token id {} is not an integer", origin, json_excerpt(v));
+      return v.get<int64_t>();
+    };
     int64_t max_id = -1;
     std::vector<std::pair<std::string, int64_t>> entries;
     entries.reserve(vocab.size());
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      const int64_t id = it.value().get<int64_t>();
+      const int64_t id = json_id(it.value());
       if (id < 0 || id >= kMaxId) fail("{}: token id {} of \"{}\" is out of range", origin, id, it.key());
       entries.emplace_back(it.key(), id);
       max_id = std::max(max_id, id);
@@ -795,7 +802,7 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
     if (!added_json.is_array()) fail("{}: \"added_tokens\" is not a list", origin);
     for (const json& a : added_json) {
       AddedToken t;
-      const int64_t id = member(a, "id", origin, "an added token").get<int64_t>();
+      const int64_t id = json_id(member(a, "id", origin, "an added token"));
       if (id < 0 || id >= kMaxId) fail("{}: added token id {} is out of range", origin, id);
       t.id = int32_t(id);
       t.content = member(a, "content", origin, "an added token").get<std::string>();
@@ -808,6 +815,15 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
       impl->added.push_back(std::move(t));
       max_id = std::max(max_id, id);
     }
+    // Ids index dense tables: a file must not make a tiny vocabulary allocate gigabytes with one huge sparse
+    // id. Ids must be below the number of tokens (vocabulary entries plus added tokens) plus a slack of
+    // 65536 for added tokens placed after a padded vocabulary (e.g. ids from 50304 on); at most ~3 MB of
+    // unused table entries.
+    constexpr int64_t kIdSlack = 65536;
+    const int64_t num_tokens = int64_t(entries.size() + added_json.size());
+    if (max_id >= num_tokens + kIdSlack)
+      fail("{}: token id {} is out of range: ids must be below the number of tokens ({} vocabulary entries + "
+           "{} added) + {}", origin, max_id, entries.size(), added_json.size(), kIdSlack);
     impl->id_bytes.assign(size_t(max_id + 1), std::string());
     impl->id_present.assign(size_t(max_id + 1), 0);
     std::unordered_map<std::string, int32_t> by_spelling;  // byte-level spelling -> id, for merges
@@ -839,6 +855,15 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
       if (it == by_spelling.end()) fail("{}: unk_token \"{}\" is not in the vocabulary", origin, unk);
       impl->unk_id = it->second;
     }
+    // Byte-level BPE encodes any text as bytes first: without a token for every byte that valid UTF-8 can
+    // contain (and no unk_token) some text would have no encoding and vanish silently. Input is checked to
+    // be UTF-8, so the bytes UTF-8 never uses (0xC0, 0xC1, 0xF5-0xFF) may lack tokens (NeoX-20B lacks them).
+    if (impl->unk_id < 0)
+      for (int b = 0; b < 256; b++)
+        if (impl->byte_id[b] < 0 && !(b == 0xC0 || b == 0xC1 || b >= 0xF5))
+          fail("{}: the vocabulary has no token for byte 0x{:02x} (\"{}\"): a byte-level BPE vocabulary needs "
+               "a single-byte token for every byte of UTF-8 text (or an unk_token)", origin, b,
+               unicode::bytes_to_byte_level(std::string(1, char(b))));
 
     // Merges: "left right" strings, or [left, right] pairs (newer files). Rank = position.
     const json& merges = model.at("merges");
@@ -881,14 +906,14 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
 }
 
 Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& origin) {
-  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) fail("{}: malformed JSON", origin);
+  json j = try_parse_json_bounded(text);
+  if (j.is_discarded()) fail("{}: malformed JSON (or nested deeper than {} levels)", origin, kMaxJsonDepth);
   return from_json(j, origin);
 }
 
 Tokenizer Tokenizer::from_vocab_merges(const std::string& vocab_path, const std::string& merges_path) {
   const std::string vocab_text = read_whole_file(vocab_path, "vocabulary");
-  json vocab = json::parse(vocab_text, nullptr, false);
+  json vocab = try_parse_json_bounded(vocab_text);
   if (vocab.is_discarded() || !vocab.is_object()) fail("{}: not a JSON object of token -> id", vocab_path);
   const std::string merges_text = read_whole_file(merges_path, "merges file");
   // merges.txt: an optional "#version" line, then one "left right" pair per line in rank order.
@@ -933,8 +958,8 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
     fail("{}: folder has neither tokenizer.json nor vocab.json + merges.txt", path);
   }
   const std::string text = read_whole_file(path, "tokenizer");
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) fail("{}: malformed JSON", path);
+  json j = try_parse_json_bounded(text);
+  if (j.is_discarded()) fail("{}: malformed JSON (or nested deeper than {} levels)", path, kMaxJsonDepth);
   if (j.is_object() && !(j.contains("model") && j.at("model").is_object())) {
     // A GPT-2 style vocab.json: its merges.txt is beside it.
     const fs::path merges = fs::path(path).parent_path() / "merges.txt";
