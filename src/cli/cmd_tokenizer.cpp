@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/threads.h"
 #include "data/prepare.h"
 #include "tokenizer/bpe_trainer.h"
@@ -58,6 +59,7 @@ std::string ids_to_json(const std::vector<int32_t>& ids) {
 }
 
 void apply_threads(int threads) {
+  if (threads < 0) fail("--threads must be positive, got {}", threads);
   if (threads > 0) set_num_threads(threads);
 }
 
@@ -113,12 +115,12 @@ void register_tokenizer_commands(CLI::App& app) {
       const Tokenizer tok = Tokenizer::from_file(*tokenizer);
       const std::string name = ids_path->empty() || *ids_path == "-" ? "standard input" : *ids_path;
       const std::string content = read_input(*ids_path);
-      const nlohmann::json j = nlohmann::json::parse(content, nullptr, false);
+      const nlohmann::json j = try_parse_json_bounded(content);
       if (j.is_discarded() || !j.is_array()) fail("{}: expected a JSON array of token ids", name);
       std::vector<int32_t> ids;
       ids.reserve(j.size());
       for (const auto& v : j) {
-        if (!v.is_number_integer()) fail("{}: token ids must be integers, got {}", name, v.dump());
+        if (!v.is_number_integer()) fail("{}: token ids must be integers, got {}", name, json_excerpt(v));
         const int64_t id = v.get<int64_t>();
         if (id < 0 || id >= tok.vocab_size() || !tok.has_id(int32_t(id)))
           fail("{}: token id {} is not in the vocabulary (size {})", name, id, tok.vocab_size());

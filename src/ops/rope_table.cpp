@@ -13,8 +13,8 @@ void fill_rope_rows(int64_t dim, double theta, int64_t p0, int64_t p1, float* co
     for (int64_t i = 0; i < half; ++i) {
       const double omega = std::pow(theta, -2.0 * double(i) / double(dim));
       const double angle = double(p) * omega;
-      cos[p * half + i] = float(std::cos(angle));
-      sin[p * half + i] = float(std::sin(angle));
+      cos[(p - p0) * half + i] = float(std::cos(angle));
+      sin[(p - p0) * half + i] = float(std::sin(angle));
     }
   }
 }
@@ -27,16 +27,18 @@ RopeTable::RopeTable(Backend& be, int64_t dim, double theta)
 
 void RopeTable::ensure(int64_t max_pos) {
   if (max_pos <= positions_) return;
-  const int64_t half = dim_ / 2;
-  const int64_t want = std::max<int64_t>({max_pos, 2 * positions_, 1024});
-  host_cos_.resize(size_t(want * half));
-  host_sin_.resize(size_t(want * half));
-  fill_rope_rows(dim_, theta_, positions_, want, host_cos_.data(), host_sin_.data());
-  cos_.resize(want * half);
-  sin_.resize(want * half);
-  cos_.backend()->upload(host_cos_.data(), cos_.flat());
-  sin_.backend()->upload(host_sin_.data(), sin_.flat());
-  positions_ = want;
+  const int64_t half = dim_ / 2, rows = max_pos - positions_;
+  if (max_pos > capacity_) {
+    capacity_ = std::max<int64_t>({max_pos, 2 * capacity_, 1024});
+    cos_.grow_preserving(capacity_ * half);  // rows already handed out keep their values
+    sin_.grow_preserving(capacity_ * half);
+  }
+  new_cos_.resize(size_t(rows * half));
+  new_sin_.resize(size_t(rows * half));
+  fill_rope_rows(dim_, theta_, positions_, max_pos, new_cos_.data(), new_sin_.data());
+  cos_.backend()->upload(new_cos_.data(), cos_.flat().col_slice(positions_ * half, rows * half));
+  sin_.backend()->upload(new_sin_.data(), sin_.flat().col_slice(positions_ * half, rows * half));
+  positions_ = max_pos;
 }
 
 RopeCoeffs RopeTable::coeffs() const {

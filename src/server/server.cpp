@@ -37,6 +37,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "infer/engine.h"
 #include "infer/sampler.h"
 #include "infer/text_stream.h"
@@ -751,12 +752,10 @@ class Server {
     std::vector<std::shared_ptr<Job>> jobs;
     Parsed parsed;
     try {
-      json body;
-      try {
-        body = json::parse(req.body);
-      } catch (const json::parse_error& e) {
-        reject(400, fmt::format("invalid JSON: {}", e.what()));
-      }
+      // Depth-bounded: 100,000 '[' would overflow the stack of the parser (and of any dump of the value).
+      json body = try_parse_json_bounded(req.body);
+      if (body.is_discarded())
+        reject(400, fmt::format("invalid JSON (or nested deeper than {} levels)", kMaxJsonDepth));
       Job proto;
       parsed = parse_completion(body, proto, tok_, limits_);
       const auto deadline = opt_.request_timeout > 0

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -41,11 +42,8 @@ ResumePoint find_resume_point(const std::string& resume_dir) {
   SafetensorsReader st(where);
   auto it = st.metadata().find("train_state");
   if (it == st.metadata().end()) fail("{}: no train_state metadata", where);
-  try {
-    r.state = nlohmann::json::parse(it->second);
-  } catch (const std::exception&) {
-    fail("{}: corrupt train_state metadata", where);
-  }
+  r.state = try_parse_json_bounded(it->second);
+  if (r.state.is_discarded()) fail("{}: corrupt train_state metadata", where);
   // A tampered state must not resume with a negative step (and so a negative learning rate) or a
   // mismatched optimizer count: every field is checked against the others.
   const nlohmann::json& j = r.state;
@@ -159,12 +157,10 @@ void truncate_metrics(const std::string& path, int64_t step) {
   if (!in) return;
   std::string line, kept;
   while (std::getline(in, line)) {
-    try {
-      auto j = nlohmann::json::parse(line);
-      if (j.value("step", int64_t(0)) > step) continue;
-    } catch (const std::exception&) {
-      continue;  // a line cut short by the kill
-    }
+    const auto j = try_parse_json_bounded(line);
+    if (j.is_discarded()) continue;  // a line cut short by the kill
+    if (j.is_object() && j.contains("step") && j["step"].is_number() && j["step"].get<double>() > double(step))
+      continue;
     kept += line + "\n";
   }
   try {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "model/safetensors.h"
 
 namespace txs {
@@ -20,13 +21,9 @@ LossCurve read_metrics(const std::string& path) {
   while (std::getline(in, line)) {
     ++n;
     if (line.empty()) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const std::exception&) {
-      fail("{}:{}: not a JSON line", path, n);
-    }
-    if (!j.contains("step")) continue;
+    const nlohmann::json j = try_parse_json_bounded(line);
+    if (j.is_discarded() || !j.is_object()) fail("{}:{}: not a JSON line", path, n);
+    if (!j.contains("step") || !j["step"].is_number()) continue;
     const double step = j["step"].get<double>();
     if (j.contains("loss") && j["loss"].is_number()) c.train.emplace_back(step, j["loss"].get<double>());
     if (j.contains("val_loss") && j["val_loss"].is_number()) c.val.emplace_back(step, j["val_loss"].get<double>());

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "ops/cpu/attention.h"
+#include "ops/cpu/vec_exp.h"
 
 namespace txs::cpu {
 
@@ -33,8 +34,15 @@ void attention_decode(int64_t H, int64_t Hkv, int64_t P, const T* q, const T* k,
       scores[size_t(j)] = dot * scale;
       mx = std::max(mx, scores[size_t(j)]);
     }
+    // The softmax numerators in one vectorised pass (exp_fast: below fp32 rounding, see vec_exp.h).
+    T* sc = scores.data();
     double sum = 0;
-    for (int64_t j = 0; j < kv_len; ++j) sum += scores[size_t(j)] = std::exp(scores[size_t(j)] - mx);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < kv_len; ++j) {
+      const T e = exp_fast(sc[j] - mx);
+      sc[j] = e;
+      sum += double(e);
+    }
     T* o = out + h * P;
     std::fill(o, o + P, T(0));
     for (int64_t j = 0; j < kv_len; ++j) {

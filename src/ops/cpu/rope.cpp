@@ -16,7 +16,7 @@ void RopeTable::ensure(int64_t max_pos) {
   cos_.resize(size_t(max_pos * half));
   sin_.resize(size_t(max_pos * half));
   // Only the new positions are filled: rows already handed out keep their values.
-  fill_rope_rows(dim_, theta_, max_pos_, max_pos, cos_.data(), sin_.data());
+  fill_rope_rows(dim_, theta_, max_pos_, max_pos, cos_.data() + max_pos_ * half, sin_.data() + max_pos_ * half);
   max_pos_ = max_pos;
 }
 
