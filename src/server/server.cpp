@@ -482,7 +482,8 @@ Parsed parse_completion(const json& body, Job& proto, const Tokenizer* tok, cons
     if (!body["model"].is_string()) reject(400, "'model' must be a string");
     const std::string m = body["model"].get<std::string>();
     if (m != lim.model_name)
-      throw HttpError{404, fmt::format("The model '{}' does not exist (this server serves '{}')", m, lim.model_name),
+      throw HttpError{404, fmt::format("The model '{}' does not exist (this server serves '{}')", text_excerpt(m),
+                                       lim.model_name),
                       "model_not_found"};
   }
   if (!body.contains("prompt")) reject(400, "missing field 'prompt'");
@@ -565,6 +566,14 @@ Parsed parse_completion(const json& body, Job& proto, const Tokenizer* tok, cons
     if (!proto.stops.empty() && !tok) reject(400, "'stop' needs a tokenizer");
   }
   return p;
+}
+
+// The whole request parse: bounded JSON (100,000 '[' would overflow the stack of the parser and of any
+// dump of the value), then the fields. Throws HttpError for anything the client got wrong.
+Parsed parse_request(std::string_view body_text, Job& proto, const Tokenizer* tok, const Limits& lim) {
+  json body = try_parse_json_bounded(body_text);
+  if (body.is_discarded()) reject(400, fmt::format("invalid JSON (or nested deeper than {} levels)", kMaxJsonDepth));
+  return parse_completion(body, proto, tok, lim);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -752,12 +761,8 @@ class Server {
     std::vector<std::shared_ptr<Job>> jobs;
     Parsed parsed;
     try {
-      // Depth-bounded: 100,000 '[' would overflow the stack of the parser (and of any dump of the value).
-      json body = try_parse_json_bounded(req.body);
-      if (body.is_discarded())
-        reject(400, fmt::format("invalid JSON (or nested deeper than {} levels)", kMaxJsonDepth));
       Job proto;
-      parsed = parse_completion(body, proto, tok_, limits_);
+      parsed = parse_request(req.body, proto, tok_, limits_);
       const auto deadline = opt_.request_timeout > 0
                                 ? std::optional(Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                                                    std::chrono::duration<double>(opt_.request_timeout)))
@@ -993,6 +998,19 @@ std::atomic<int> g_signal{0};
 extern "C" void on_signal(int sig) { g_signal = sig; }
 
 }  // namespace
+
+std::string check_completion_request(std::string_view body, const Tokenizer* tokenizer, int64_t vocab,
+                                     int64_t context) {
+  Limits lim;
+  lim.vocab = vocab, lim.context = context, lim.model_name = ServerOptions{}.model_name;
+  try {
+    Job proto;
+    parse_request(body, proto, tokenizer, lim);
+    return "";
+  } catch (const HttpError& e) {
+    return fmt::format("{} {}", e.status, e.message);
+  }
+}
 
 void run_server(Model& model, const Tokenizer* tokenizer, const ServerOptions& options) {
   if (options.max_batch < 1) fail("serve: --max-batch must be ≥ 1");

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -30,5 +31,11 @@ struct ServerOptions {
 // shutdown_grace seconds. Prints "listening on http://HOST:PORT" to stderr once bound. tokenizer may
 // be null: then only token-array prompts are accepted and texts come back empty.
 void run_server(Model& model, const Tokenizer* tokenizer, const ServerOptions& options);
+
+// Parses and validates one /v1/completions body exactly as the server does, without a model (the fuzz
+// target and tests): "" when it would be admitted, else "<status> <message>" as the client would get it.
+// Anything other than a client error escaping from here is a server bug (a 500 for a bad request).
+std::string check_completion_request(std::string_view body, const Tokenizer* tokenizer, int64_t vocab,
+                                     int64_t context);
 
 }  // namespace txs
