@@ -40,14 +40,22 @@ SsdShape Mamba2Mixer::shape(const Pass& pass) const {
 }
 
 void Mamba2Mixer::forward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& out) {
+  run(be, pass, nullptr, u, out);
+}
+
+// The forward pass; a stateful pass (cached) continues each sequence's conv tail and scan state.
+void Mamba2Mixer::run(Backend& be, const Pass& pass, const CachedPass* cached, const Tensor& u, const Tensor& out) {
   const int64_t rows = pass.rows();
   zxbcdt_.resize(rows * in_width_);
   xbc_.resize(rows * conv_ch_);
   const Tensor z = zxbcdt_.mat(rows, in_width_);
   be.linear_forward(u, store_.weight(in_), z);
-  be.conv1d_silu_forward(z.col_slice(E_d_, conv_ch_), store_.weight(conv_w_), store_.weight(conv_b_),
-                         xbc_.mat(rows, conv_ch_), pass.batch, pass.seq);
-  finish(be, pass, nullptr, out);
+  const Tensor w = store_.weight(conv_w_), bias = store_.weight(conv_b_), xbc = xbc_.mat(rows, conv_ch_);
+  if (cached)
+    conv_cached(be, *cached, z.col_slice(E_d_, conv_ch_), w, bias, xbc, c_.conv_kernel, window_, conv_out_);
+  else
+    be.conv1d_silu_forward(z.col_slice(E_d_, conv_ch_), w, bias, xbc, pass.batch, pass.seq);
+  finish(be, pass, cached, out);
 }
 
 void Mamba2Mixer::finish(Backend& be, const Pass& pass, const CachedPass* cached, const Tensor& out) {
@@ -110,14 +118,7 @@ LayerState Mamba2Mixer::new_state(Backend& be) const {
 }
 
 void Mamba2Mixer::forward_cached(Backend& be, const CachedPass& pass, const Tensor& u, const Tensor& out) {
-  const int64_t rows = pass.rows();
-  zxbcdt_.resize(rows * in_width_);
-  xbc_.resize(rows * conv_ch_);
-  const Tensor z = zxbcdt_.mat(rows, in_width_);
-  be.linear_forward(u, store_.weight(in_), z);
-  conv_cached(be, pass, z.col_slice(E_d_, conv_ch_), store_.weight(conv_w_), store_.weight(conv_b_),
-              xbc_.mat(rows, conv_ch_), c_.conv_kernel, window_, conv_out_);
-  finish(be, pass, &pass, out);
+  run(be, pass, &pass, u, out);
 }
 
 int64_t Mamba2Mixer::state_floats(const ModelConfig& c) {

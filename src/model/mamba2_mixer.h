@@ -20,6 +20,7 @@ class Mamba2Mixer final : public Layer {
 
  private:
   SsdShape shape(const Pass& pass) const;
+  void run(Backend& be, const Pass& pass, const CachedPass* cached, const Tensor& u, const Tensor& out);
   // Everything after the conv: dt, the scan (plain or stateful), gated norm, out projection.
   void finish(Backend& be, const Pass& pass, const CachedPass* cached, const Tensor& out);
   const ModelConfig& c_;

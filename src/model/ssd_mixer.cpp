@@ -55,22 +55,34 @@ void SsdMixer::project(Backend& be, const Pass& pass, const Tensor& u) {
 }
 
 void SsdMixer::forward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& out) {
+  run(be, pass, nullptr, u, out);
+}
+
+// The forward pass; a stateful pass (cached) continues each sequence's conv tail and scan state instead
+// of starting from zeros. Everything else is the same code.
+void SsdMixer::run(Backend& be, const Pass& pass, const CachedPass* cached, const Tensor& u, const Tensor& out) {
   const int64_t rows = pass.rows();
   project(be, pass, u);
   const Tensor proj = proj_.mat(rows, in_width_);
   Tensor xbc = proj.col_slice(0, xbc_width_);
   if (conv_) {
     xbc_.resize(rows * xbc_width_);
-    be.conv1d_silu_forward(xbc, store_.weight(conv_w_), store_.weight(conv_b_), xbc_.mat(rows, xbc_width_),
-                           pass.batch, pass.seq);
-    xbc = xbc_.mat(rows, xbc_width_);
+    const Tensor w = store_.weight(conv_w_), bias = store_.weight(conv_b_), conv_out = xbc_.mat(rows, xbc_width_);
+    if (cached)
+      conv_cached(be, *cached, xbc, w, bias, conv_out, c_.conv_kernel, window_, conv_out_);
+    else
+      be.conv1d_silu_forward(xbc, w, bias, conv_out, pass.batch, pass.seq);
+    xbc = conv_out;
   } else if (rope_) {
     // B and C are adjacent (2H vectors of size N per row): one rotation call covers both.
     be.rope_apply(proj.col_slice(H_ * P_, 2 * H_ * N_), 2 * H_, pass.pos, pass.rope_state, false);
   }
-  const Tensor y = y_.mat(rows, H_ * P_);
-  be.ssd_forward(shape(pass), xbc.col_slice(0, H_ * P_), dt_.mat(rows, H_), A_.flat(), xbc.col_slice(H_ * P_, H_ * N_),
-                 xbc.col_slice(H_ * P_ + H_ * N_, H_ * N_), store_.weight(D_), Tensor{}, y, Tensor{});
+  const Tensor y = y_.mat(rows, H_ * P_), x = xbc.col_slice(0, H_ * P_), dt = dt_.mat(rows, H_);
+  const Tensor B = xbc.col_slice(H_ * P_, H_ * N_), C = xbc.col_slice(H_ * P_ + H_ * N_, H_ * N_);
+  if (cached)
+    scan_cached(be, *cached, shape(pass), x, dt, A_.flat(), B, C, store_.weight(D_), y, final_state_);
+  else
+    be.ssd_forward(shape(pass), x, dt, A_.flat(), B, C, store_.weight(D_), Tensor{}, y, Tensor{});
   be.linear_forward(y, store_.weight(out_), out);
 }
 
@@ -116,23 +128,7 @@ LayerState SsdMixer::new_state(Backend& be) const {
 }
 
 void SsdMixer::forward_cached(Backend& be, const CachedPass& pass, const Tensor& u, const Tensor& out) {
-  const int64_t rows = pass.rows();
-  project(be, pass, u);
-  const Tensor proj = proj_.mat(rows, in_width_);
-  Tensor xbc = proj.col_slice(0, xbc_width_);
-  if (conv_) {
-    xbc_.resize(rows * xbc_width_);
-    conv_cached(be, pass, xbc, store_.weight(conv_w_), store_.weight(conv_b_), xbc_.mat(rows, xbc_width_),
-                c_.conv_kernel, window_, conv_out_);
-    xbc = xbc_.mat(rows, xbc_width_);
-  } else if (rope_) {
-    be.rope_apply(proj.col_slice(H_ * P_, 2 * H_ * N_), 2 * H_, pass.pos, pass.rope_state, false);
-  }
-  const Tensor y = y_.mat(rows, H_ * P_);
-  scan_cached(be, pass, shape(pass), xbc.col_slice(0, H_ * P_), dt_.mat(rows, H_), A_.flat(),
-              xbc.col_slice(H_ * P_, H_ * N_), xbc.col_slice(H_ * P_ + H_ * N_, H_ * N_), store_.weight(D_), y,
-              final_state_);
-  be.linear_forward(y, store_.weight(out_), out);
+  run(be, pass, &pass, u, out);
 }
 
 int64_t SsdMixer::state_floats(const ModelConfig& c) {

@@ -22,6 +22,7 @@ class SsdMixer final : public Layer {
   SsdShape shape(const Pass& pass) const;
   // Projection, dt and A: everything before the position handling and the scan.
   void project(Backend& be, const Pass& pass, const Tensor& u);
+  void run(Backend& be, const Pass& pass, const CachedPass* cached, const Tensor& u, const Tensor& out);
   const ModelConfig& c_;
   ParamStore& store_;
   bool conv_, rope_;
