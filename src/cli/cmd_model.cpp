@@ -1,5 +1,6 @@
-// Model commands: init (fresh checkpoint), info (config and parameter counts), score (log-probabilities
-// of a token sequence), grads (loss gradients of every parameter, for checking against a reference).
+// Model commands: init (fresh checkpoint), info (config, parameter counts, memory per precision), convert
+// (checkpoint dtype), score (log-probabilities of a token sequence), grads (loss gradients of every
+// parameter, for checking against a reference).
 #include <fmt/format.h>
 
 #include <iostream>
@@ -63,10 +64,22 @@ void print_info(const Model& model) {
              model.num_params(), double(model.num_params()) / 1e6, embed, mixer, mlp, norms);
   fmt::print("layers: {} ssd, {} attention, {} mamba2\n", c.count(LayerType::Ssd), c.count(LayerType::Attention),
              c.count(LayerType::Mamba2));
-  // Decoding memory per sequence: constant SSD/conv state plus a KV cache for attention layers only.
+  // Memory per precision (model/params.h): bf16 stores the matrices (projections, LM head, embedding) in
+  // bf16 and the vectors (norms, scales, A_log, D, dt bias, conv) in fp32.
+  int64_t lowp = 0;
+  for (auto& p : model.params().params()) lowp += p.low_precision ? p.numel : 0;
+  const int64_t n = model.num_params();
+  const double MiB = 1 << 20;
+  fmt::print("weights for inference: fp32 {:.2f} MiB, bf16 {:.2f} MiB ({} matrix parameters in bf16, {} in fp32)\n",
+             double(4 * n) / MiB, double(2 * lowp + 4 * (n - lowp)) / MiB, lowp, n - lowp);
+  fmt::print("training memory for weights, gradients and AdamW moments: fp32 {:.2f} MiB, bf16 {:.2f} MiB "
+             "(fp32 masters, gradients and moments plus the bf16 copies)\n",
+             double(16 * n) / MiB, double(16 * n + 2 * lowp) / MiB);
+  // Decoding memory per sequence: constant SSD/conv state plus a KV cache for attention layers only. Both
+  // precisions keep it in fp32: the SSD state accumulates over every token, and the cache feeds a softmax.
   for (int64_t ctx : std::set<int64_t>{1024, 4096, c.max_position_embeddings})
-    fmt::print("decoding state per sequence at context {}: {:.2f} MiB\n", ctx,
-               double(sequence_state_bytes(c, ctx)) / (1 << 20));
+    fmt::print("decoding state per sequence at context {}: {:.2f} MiB (fp32 in both precisions)\n", ctx,
+               double(sequence_state_bytes(c, ctx)) / MiB);
 }
 
 }  // namespace
@@ -96,7 +109,17 @@ void register_model_commands(CLI::App& app) {
     auto* cmd = app.add_subcommand("info", "Print a checkpoint's config and parameter counts");
     auto model_dir = std::make_shared<std::string>();
     cmd->add_option("--model", *model_dir, "checkpoint directory")->required();
-    cmd->callback([=] { print_info(*load_checkpoint(*model_dir)); });
+    cmd->callback([=] { print_info(*load_checkpoint(*model_dir, cpu_backend(), inference_options("fp32"))); });
+  }
+  {
+    auto* cmd = app.add_subcommand("convert", "Rewrite a checkpoint's weights in another dtype (same tensor names)");
+    auto model_dir = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    auto dtype = std::make_shared<std::string>("bf16");
+    cmd->add_option("--model", *model_dir, "checkpoint directory")->required();
+    cmd->add_option("--out", *out, "output checkpoint directory")->required();
+    cmd->add_option("--dtype", *dtype, "bf16 (every tensor stored as safetensors \"BF16\") or fp32");
+    cmd->callback([=] { convert_checkpoint(*model_dir, *out, parse_precision(*dtype)); });
   }
   {
     auto* cmd = app.add_subcommand("score", "Log-probability of each next token of a JSON id array");
@@ -106,9 +129,11 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--model", *model_dir, "checkpoint directory")->required();
     cmd->add_option("--ids", *ids_path, "JSON array of token ids")->required();
     cmd->add_option("--threads", *threads, "compute threads (default: all cores)");
+    auto precision = std::make_shared<std::string>("fp32");
+    cmd->add_option("--precision", *precision, kPrecisionHelp);
     cmd->callback([=] {
       set_num_threads(*threads);
-      auto model = load_checkpoint(*model_dir);
+      auto model = load_checkpoint(*model_dir, cpu_backend(), inference_options(*precision));
       int64_t batch = 0, seq = 0;
       auto ids = read_id_rows(*ids_path, batch, seq);
       if (batch != 1) fail("{}: score takes one row (a flat array)", *ids_path);
@@ -130,8 +155,10 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--model", *model_dir, "checkpoint directory")->required();
     cmd->add_option("--ids", *ids_path, "JSON array of id rows")->required();
     cmd->add_option("--out", *out, "output .safetensors")->required();
+    auto precision = std::make_shared<std::string>("fp32");
+    cmd->add_option("--precision", *precision, "fp32 | bf16: the precision of the training step whose gradients are written");
     cmd->callback([=] {
-      auto model = load_checkpoint(*model_dir);
+      auto model = load_checkpoint(*model_dir, cpu_backend(), ModelOptions{parse_precision(*precision), true});
       int64_t batch = 0, seq = 0;
       auto ids = read_id_rows(*ids_path, batch, seq);
       std::vector<int32_t> targets(ids.size(), -1);

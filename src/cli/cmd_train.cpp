@@ -44,6 +44,8 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--beta2", o->adamw.beta2);
   cmd->add_option("--clip-norm", o->adamw.clip_norm, "global gradient-norm clip (0: off)");
   cmd->add_option("--seed", o->seed, "seed for initialisation and data sampling");
+  cmd->add_option("--precision", o->precision,
+                  "fp32 | bf16 (bf16 products with fp32 accumulation; fp32 master weights, gradients, moments)");
   cmd->add_option("--nonfinite", o->nonfinite,
                   "a step with NaN/inf loss or gradient norm: stop (error, last good checkpoint kept) or skip "
                   "(drop its update, log it, go on)");

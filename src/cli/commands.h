@@ -2,7 +2,17 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <string>
+
+#include "model/model.h"
+
 namespace txs::cli {
+// How generate, serve, eval and score hold a checkpoint: --precision, no gradients.
+inline ModelOptions inference_options(const std::string& precision) { return {parse_precision(precision), false}; }
+inline constexpr const char* kPrecisionHelp =
+    "fp32 | bf16: bf16 rounds the checkpoint's matrices at load (or reads a bf16 checkpoint) and runs the products "
+    "in bf16 with fp32 accumulation; norms, SSD scan, attention softmax and states stay fp32";
+
 void register_model_commands(CLI::App& app);      // init, info, score, grads   (cmd_model.cpp)
 void register_train_command(CLI::App& app);       // train                      (cmd_train.cpp)
 void register_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train, prepare (cmd_tokenizer.cpp)

@@ -108,19 +108,26 @@ uint64_t InferenceEngine::fingerprint() const {
   if (have_fingerprint_) return fingerprint_;
   const std::string cfg = config().to_json().dump();
   uint64_t h = fnv1a(cfg.data(), cfg.size());
-  // Weights: a multiply-xor over 32-bit words (fast enough for 10⁸ parameters, sensitive to any change).
+  // Weights as stored (fp32, and the bf16 copies in the bf16 mode): a multiply-xor over 16-bit words
+  // (fast enough for 10⁸ parameters, sensitive to any change). Device weights come to the host first.
   const ParamStore& store = model_.params();
-  std::vector<float> copy;  // device weights come to the host; host weights (CPU backend) are read in place
-  const float* host = store.weights();
-  if (be_.device() != Device::Cpu) {
-    copy.resize(size_t(store.size()));
-    be_.download(store.all_weights(), copy.data());
-    host = copy.data();
-  }
-  const auto* words = reinterpret_cast<const uint32_t*>(host);
-  const int64_t n = store.size();
   uint64_t acc = 0x9e3779b97f4a7c15ULL;
-  for (int64_t i = 0; i < n; ++i) acc = (acc ^ words[i]) * 0x100000001b3ULL + uint64_t(i);
+  int64_t n = 0;
+  for (const Tensor& t : {store.stored_fp32(), store.stored_bf16()}) {
+    const size_t bytes = size_t(t.numel()) * dtype_size(t.dtype);
+    std::vector<char> copy;
+    const char* host = static_cast<const char*>(t.data);
+    if (be_.device() != Device::Cpu && bytes) {
+      copy.resize(bytes);
+      be_.download(t, copy.data());
+      host = copy.data();
+    }
+    for (size_t i = 0; i + 1 < bytes; i += 2, ++n) {
+      uint16_t w;
+      std::memcpy(&w, host + i, 2);
+      acc = (acc ^ w) * 0x100000001b3ULL + uint64_t(n);
+    }
+  }
   fingerprint_ = hash64(h, acc, uint64_t(n));
   have_fingerprint_ = true;
   return fingerprint_;

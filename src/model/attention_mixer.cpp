@@ -23,7 +23,7 @@ void AttentionMixer::project(Backend& be, const Pass& pass, const Tensor& u) {
   qkv_buf_.resize(rows * qkv_width_);
   o_buf_.resize(rows * H_ * P_);
   const Tensor qkv = qkv_buf_.mat(rows, qkv_width_);
-  be.linear_forward(u, store_.fused_weight(qkv_, 3), qkv);
+  be.linear_forward(u, store_.fused_matmul_weight(qkv_, 3), qkv);
   // q and k are adjacent (H + Hkv vectors of size P per row): one rotation call covers both.
   if (rope_) be.rope_apply(qkv.col_slice(0, (H_ + Hkv_) * P_), H_ + Hkv_, pass.pos, pass.rope_head, false);
 }
@@ -37,7 +37,7 @@ void AttentionMixer::forward(Backend& be, const Pass& pass, const Tensor& u, con
   const Tensor qkv = qkv_buf_.mat(rows, qkv_width_), o = o_buf_.mat(rows, H_ * P_);
   be.attention_forward(s, qkv.col_slice(0, H_ * P_), qkv.col_slice(H_ * P_, Hkv_ * P_),
                        qkv.col_slice((H_ + Hkv_) * P_, Hkv_ * P_), o, lse_.mat(pass.batch * H_, pass.seq));
-  be.linear_forward(o, store_.weight(o_), out);
+  be.linear_forward(o, store_.matmul_weight(o_), out);
 }
 
 void AttentionMixer::backward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& dout, const Tensor& du,
@@ -45,7 +45,7 @@ void AttentionMixer::backward(Backend& be, const Pass& pass, const Tensor& u, co
   const int64_t rows = pass.rows();
   const Tensor d_o = scratch.take(rows, H_ * P_), dqkv = scratch.take(rows, qkv_width_);
   const Tensor qkv = qkv_buf_.mat(rows, qkv_width_), o = o_buf_.mat(rows, H_ * P_);
-  be.linear_backward(dout, o, store_.weight(o_), d_o, store_.grad(o_), false);
+  be.linear_backward(dout, o, store_.matmul_weight(o_), d_o, store_.grad(o_), false);
   AttentionShape s;
   s.batch = pass.batch, s.q_len = s.kv_len = pass.seq, s.heads = H_, s.kv_heads = Hkv_, s.head_dim = P_;
   be.attention_backward(s, qkv.col_slice(0, H_ * P_), qkv.col_slice(H_ * P_, Hkv_ * P_),
@@ -53,7 +53,7 @@ void AttentionMixer::backward(Backend& be, const Pass& pass, const Tensor& u, co
                         dqkv.col_slice(0, H_ * P_), dqkv.col_slice(H_ * P_, Hkv_ * P_),
                         dqkv.col_slice((H_ + Hkv_) * P_, Hkv_ * P_));
   if (rope_) be.rope_apply(dqkv.col_slice(0, (H_ + Hkv_) * P_), H_ + Hkv_, pass.pos, pass.rope_head, true);
-  be.linear_backward(dqkv, u, store_.fused_weight(qkv_, 3), du, store_.fused_grad(qkv_, 3), false);
+  be.linear_backward(dqkv, u, store_.fused_matmul_weight(qkv_, 3), du, store_.fused_grad(qkv_, 3), false);
 }
 
 LayerState AttentionMixer::new_state(Backend& be) const {
@@ -85,7 +85,7 @@ void AttentionMixer::forward_cached(Backend& be, const CachedPass& pass, const T
     lse_.resize(H_ * n);
     be.attention_forward(s, q, k, v, ob, lse_.mat(H_, n));
   }
-  be.linear_forward(o, store_.weight(o_), out);
+  be.linear_forward(o, store_.matmul_weight(o_), out);
 }
 
 int64_t AttentionMixer::state_floats(const ModelConfig& c, int64_t context) {

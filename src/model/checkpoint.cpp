@@ -1,5 +1,6 @@
 #include "model/checkpoint.h"
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -39,13 +40,19 @@ void save_checkpoint(const std::string& dir, const Model& model) {
   }
 }
 
-std::unique_ptr<Model> load_checkpoint(const std::string& dir, Backend& backend) {
+std::unique_ptr<Model> load_checkpoint(const std::string& dir, Backend& backend, ModelOptions options) {
   if (!fs::is_directory(dir)) fail("{}: not a checkpoint directory", dir);
   const std::string cfg_path = dir + "/config.json", st_path = dir + "/model.safetensors";
   if (!fs::exists(cfg_path)) fail("{}: missing config.json", dir);
   if (!fs::exists(st_path)) fail("{}: missing model.safetensors", dir);
-  auto model = std::make_unique<Model>(load_config_file(cfg_path), backend);
+  auto model = std::make_unique<Model>(load_config_file(cfg_path), backend, options);
   SafetensorsReader reader(st_path);
+  // A bf16 file (transxssm convert --dtype bf16) has lost the fp32 masters training needs.
+  if (options.training)
+    for (auto& [name, info] : reader.tensors())
+      if (info.dtype == FileDType::BF16)
+        fail("{}: tensor '{}' is stored in bf16; training needs the fp32 checkpoint it was converted from", st_path,
+             name);
   std::set<std::string> expected;
   ParamStore& store = model->params();
   std::vector<float> host;
@@ -53,14 +60,45 @@ std::unique_ptr<Model> load_checkpoint(const std::string& dir, Backend& backend)
     expected.insert(p.name);
     host.resize(size_t(p.numel));
     reader.read_f32_into(p.name, host.data(), p.shape);
-    const Tensor w = store.all_weights().col_slice(p.offset, p.numel);
-    backend.upload(host.data(), w);
     // NaN/inf weights would load "fine" and give null log-probs or one repeated token.
-    if (!backend.all_finite(w)) fail("{}: tensor '{}' holds non-finite values (NaN or inf)", st_path, p.name);
+    for (float x : host)
+      if (!std::isfinite(x)) fail("{}: tensor '{}' holds non-finite values (NaN or inf)", st_path, p.name);
+    store.load(p, host.data());
   }
+  store.refresh_compute();
   for (auto& [name, info] : reader.tensors())
     if (!expected.count(name)) fail("{}: unknown tensor '{}' for this config", st_path, name);
   return model;
+}
+
+void convert_checkpoint(const std::string& dir, const std::string& out, Precision dtype) {
+  std::error_code ec;
+  if (fs::exists(out) && fs::equivalent(dir, out, ec)) fail("convert: --out must differ from --model ({})", out);
+  // Loading validates the checkpoint (names, shapes, finiteness) before anything is written.
+  const auto model = load_checkpoint(dir, cpu_backend(), ModelOptions{Precision::F32, false});
+  SafetensorsReader reader(dir + "/model.safetensors");
+  SafetensorsWriter w;
+  std::vector<std::vector<float>> f32;
+  std::vector<std::vector<bf16>> b16;
+  for (auto& p : model->params().params()) {
+    f32.push_back(reader.read_f32(p.name));
+    if (dtype == Precision::BF16) {
+      b16.emplace_back(f32.back().size());
+      to_bf16(f32.back().data(), b16.back().data(), int64_t(f32.back().size()));
+      f32.back() = {};
+      w.add(p.name, FileDType::BF16, p.shape, b16.back().data());
+    } else {
+      w.add_f32(p.name, p.shape, f32.back().data());
+    }
+  }
+  w.set_metadata("format", "pt");
+  fs::create_directories(out, ec);
+  if (ec) fail("{}: cannot create directory ({})", out, ec.message());
+  w.write(out + "/model.safetensors");
+  write_file_atomic(out + "/config.json", read_file(dir + "/config.json"));
+  for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt"})
+    if (fs::exists(fs::path(dir) / f))
+      write_file_atomic((fs::path(out) / f).string(), read_file((fs::path(dir) / f).string()));
 }
 
 std::string byte_tokenizer_json() {

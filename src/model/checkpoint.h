@@ -11,7 +11,14 @@ namespace txs {
 void save_checkpoint(const std::string& dir, const Model& model);
 // Loads config.json, builds the model and reads every tensor; any missing, unknown, mis-shaped,
 // truncated or non-finite (NaN/inf) tensor is a one-line txs::Error naming the file and the tensor.
-std::unique_ptr<Model> load_checkpoint(const std::string& dir, Backend& backend = cpu_backend());
+// options: the precision to run in (an fp32 checkpoint loads into bf16 by rounding its matrices; a bf16 one
+// into fp32 exactly) and whether the model will train (bf16 files cannot: their fp32 masters are gone).
+std::unique_ptr<Model> load_checkpoint(const std::string& dir, Backend& backend = cpu_backend(),
+                                       ModelOptions options = {});
+
+// Writes checkpoint DIR to OUT with every tensor stored in `dtype` (bf16: safetensors "BF16", the same
+// tensor names; for inference — training needs the fp32 masters), config and tokenizer files copied.
+void convert_checkpoint(const std::string& dir, const std::string& out, Precision dtype);
 
 // Stores the tokenizer of a training run in checkpoint DIR, so that generate, serve and eval work from
 // --model alone. `tokenizer` is what `train --tokenizer` names (a tokenizer.json, a vocab.json with

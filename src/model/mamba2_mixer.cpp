@@ -49,7 +49,7 @@ void Mamba2Mixer::run(Backend& be, const Pass& pass, const CachedPass* cached, c
   zxbcdt_.resize(rows * in_width_);
   xbc_.resize(rows * conv_ch_);
   const Tensor z = zxbcdt_.mat(rows, in_width_);
-  be.linear_forward(u, store_.weight(in_), z);
+  be.linear_forward(u, store_.matmul_weight(in_), z);
   const Tensor w = store_.weight(conv_w_), bias = store_.weight(conv_b_), xbc = xbc_.mat(rows, conv_ch_);
   if (cached)
     conv_cached(be, *cached, z.col_slice(E_d_, conv_ch_), w, bias, xbc, c_.conv_kernel, window_, conv_out_);
@@ -78,7 +78,7 @@ void Mamba2Mixer::finish(Backend& be, const Pass& pass, const CachedPass* cached
   be.silu_mul_forward(z.col_slice(0, E_d_), y, gated_.mat(rows, E_d_));
   be.rmsnorm_forward(gated_.mat(rows, E_d_), store_.weight(norm_), normed_.mat(rows, E_d_), rstd_.mat(1, rows),
                      c_.mamba_norm_eps);
-  be.linear_forward(normed_.mat(rows, E_d_), store_.weight(out_), out);
+  be.linear_forward(normed_.mat(rows, E_d_), store_.matmul_weight(out_), out);
 }
 
 void Mamba2Mixer::backward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& dout, const Tensor& du,
@@ -87,7 +87,7 @@ void Mamba2Mixer::backward(Backend& be, const Pass& pass, const Tensor& u, const
   const Tensor dnormed = scratch.take(rows, E_d_), dgated = scratch.take(rows, E_d_);
   const Tensor dzxbcdt = scratch.take(rows, in_width_), dxbc = scratch.take(rows, conv_ch_);
   const Tensor ddt = scratch.take(rows, Hm_), dA = scratch.take(1, Hm_);
-  be.linear_backward(dout, normed_.mat(rows, E_d_), store_.weight(out_), dnormed, store_.grad(out_), false);
+  be.linear_backward(dout, normed_.mat(rows, E_d_), store_.matmul_weight(out_), dnormed, store_.grad(out_), false);
   be.rmsnorm_backward(dnormed, gated_.mat(rows, E_d_), store_.weight(norm_), rstd_.mat(1, rows), dgated,
                       store_.grad(norm_));
   const Tensor dy = dnormed;  // dnormed is dead now: reuse it for dy
@@ -104,7 +104,7 @@ void Mamba2Mixer::backward(Backend& be, const Pass& pass, const Tensor& u, const
   be.conv1d_silu_backward(dxbc, z.col_slice(E_d_, conv_ch_), store_.weight(conv_w_), store_.weight(conv_b_),
                           dzxbcdt.col_slice(E_d_, conv_ch_), store_.grad(conv_w_), store_.grad(conv_b_), pass.batch,
                           pass.seq);
-  be.linear_backward(dzxbcdt, u, store_.weight(in_), du, store_.grad(in_), false);
+  be.linear_backward(dzxbcdt, u, store_.matmul_weight(in_), du, store_.grad(in_), false);
 }
 
 LayerState Mamba2Mixer::new_state(Backend& be) const {

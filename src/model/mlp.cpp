@@ -15,9 +15,9 @@ void SwiGluMlp::forward(Backend& be, const Pass& pass, const Tensor& u, const Te
   gate_up_buf_.resize(rows * 2 * I_);
   act_.resize(rows * I_);
   const Tensor gu = gate_up_buf_.mat(rows, 2 * I_), act = act_.mat(rows, I_);
-  be.linear_forward(u, store_.fused_weight(gate_up_, 2), gu);
+  be.linear_forward(u, store_.fused_matmul_weight(gate_up_, 2), gu);
   be.silu_mul_forward(gu.col_slice(0, I_), gu.col_slice(I_, I_), act);
-  be.linear_forward(act, store_.weight(down_), out);
+  be.linear_forward(act, store_.matmul_weight(down_), out);
 }
 
 void SwiGluMlp::backward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& dout, const Tensor& du,
@@ -25,9 +25,9 @@ void SwiGluMlp::backward(Backend& be, const Pass& pass, const Tensor& u, const T
   const int64_t rows = pass.rows();
   const Tensor dact = scratch.take(rows, I_), dgu = scratch.take(rows, 2 * I_);
   const Tensor gu = gate_up_buf_.mat(rows, 2 * I_);
-  be.linear_backward(dout, act_.mat(rows, I_), store_.weight(down_), dact, store_.grad(down_), false);
+  be.linear_backward(dout, act_.mat(rows, I_), store_.matmul_weight(down_), dact, store_.grad(down_), false);
   be.silu_mul_backward(dact, gu.col_slice(0, I_), gu.col_slice(I_, I_), dgu.col_slice(0, I_), dgu.col_slice(I_, I_));
-  be.linear_backward(dgu, u, store_.fused_weight(gate_up_, 2), du, store_.fused_grad(gate_up_, 2), false);
+  be.linear_backward(dgu, u, store_.fused_matmul_weight(gate_up_, 2), du, store_.fused_grad(gate_up_, 2), false);
 }
 
 }  // namespace txs

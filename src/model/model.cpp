@@ -33,7 +33,7 @@ BlockActs acts_of(DeviceBuffer& n1, DeviceBuffer& mid, DeviceBuffer& n2, DeviceB
 }
 }  // namespace
 
-Model::Model(ModelConfig config, Backend& backend)
+Model::Model(ModelConfig config, Backend& backend, ModelOptions options)
     : config_(std::move(config)),
       be_(backend),
       store_(backend),
@@ -53,7 +53,7 @@ Model::Model(ModelConfig config, Backend& backend)
   config_.validate();
   const auto& c = config_;
   const int64_t d = c.hidden_size;
-  embed_ = store_.add({"model.word_embed.weight", {c.vocab_size, d}, Init::Normal, true, c.tie_word_embeddings});
+  embed_ = store_.add({"model.word_embed.weight", {c.vocab_size, d}, Init::Normal, true, c.tie_word_embeddings, true});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     auto b = std::make_unique<Block>();
     b->param_lo = store_.size();
@@ -74,7 +74,7 @@ Model::Model(ModelConfig config, Backend& backend)
   }
   final_norm_ = store_.add({"model.final_layernorm.weight", {d}, Init::Ones});
   if (!c.tie_word_embeddings) head_ = store_.add({"lm_head.weight", {c.vocab_size, d}, Init::Normal, true, true});
-  store_.allocate();
+  store_.allocate(options.precision, options.training);
   // Weights start at zero: callers either init(seed) or load a checkpoint (drawing 1.3B normals twice is slow).
 }
 
@@ -111,8 +111,9 @@ void Model::init(uint64_t seed) {
         for (auto& x : w) x = float(std * rng.normal());
         break;
     }
-    be_.upload(w.data(), store_.all_weights().col_slice(p.offset, p.numel));
+    store_.load(p, w.data());
   }
+  store_.refresh_compute();
 }
 
 int64_t Model::matmul_params() const {
@@ -146,7 +147,7 @@ void Model::check_ids(const int32_t* ids, const int32_t* targets, int64_t n) con
   }
 }
 
-Tensor Model::head_weight() const { return store_.weight(config_.tie_word_embeddings ? embed_ : head_); }
+Tensor Model::head_weight() const { return store_.matmul_weight(config_.tie_word_embeddings ? embed_ : head_); }
 
 // Positions of the pass's rows: given, or start[b] + t (start null: 0) for token t of batch row b.
 void Model::set_positions(Pass& pass, const int32_t* positions, int64_t batch, int64_t seq, const int64_t* start) {
@@ -175,7 +176,7 @@ void Model::run_forward(const int32_t* ids, int64_t batch, int64_t seq, const in
   be_.upload(ids, ids_.mat(1, rows));
   stream_.resize((L + 1) * rows * d);
   const Tensor stream = stream_.mat((L + 1) * rows, d);
-  be_.embedding_forward(ids_.mat(1, rows), store_.weight(embed_), stream.row_slice(0, rows));
+  be_.embedding_forward(ids_.mat(1, rows), store_.matmul_weight(embed_), stream.row_slice(0, rows));
   for (int64_t l = 0; l < L; ++l) {
     Block& b = *blocks_[size_t(l)];
     const Tensor h_in = stream.row_slice(l * rows, rows), h_out = stream.row_slice((l + 1) * rows, rows);
@@ -313,7 +314,7 @@ Tensor Model::forward_cached(const std::vector<SequenceState*>& seqs, const int3
   const BlockActs a = acts_of(shared.n1, shared.mid, shared.n2, shared.rstd1, shared.rstd2, rows, d);
   std::vector<LayerState*> states(static_cast<size_t>(B));
   pass.states = states.data();
-  be_.embedding_forward(ids_.mat(1, rows), store_.weight(embed_), h);
+  be_.embedding_forward(ids_.mat(1, rows), store_.matmul_weight(embed_), h);
   for (size_t l = 0; l < blocks_.size(); ++l) {
     Block& b = *blocks_[l];
     for (int64_t s = 0; s < B; ++s) states[size_t(s)] = &seqs[size_t(s)]->layers()[l];

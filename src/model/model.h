@@ -15,10 +15,17 @@
 
 namespace txs {
 
+// How a model holds its weights (model/params.h): the precision its products run in, and whether it trains
+// (gradients, fp32 masters) or only runs inference.
+struct ModelOptions {
+  Precision precision = Precision::F32;
+  bool training = true;
+};
+
 class Model {
  public:
   // Parameters start at zero; call init(seed) or load weights (load_checkpoint does).
-  explicit Model(ModelConfig config, Backend& backend = cpu_backend());
+  explicit Model(ModelConfig config, Backend& backend = cpu_backend(), ModelOptions options = {});
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -27,6 +34,7 @@ class Model {
   ParamStore& params() { return store_; }
   const ParamStore& params() const { return store_; }
   Backend& backend() { return be_; }
+  Precision precision() const { return store_.precision(); }
 
   // Spec section 8, bit-identical for a seed on every machine: each parameter draws from its own
   // generator seeded by (seed, parameter index), so the order of layer code does not matter.

@@ -49,7 +49,7 @@ void SsdMixer::project(Backend& be, const Pass& pass, const Tensor& u) {
   y_.resize(rows * H_ * P_);
   A_.resize(H_);
   const Tensor proj = proj_.mat(rows, in_width_);
-  be.linear_forward(u, store_.fused_weight(in_, 4), proj);
+  be.linear_forward(u, store_.fused_matmul_weight(in_, 4), proj);
   be.ssd_decay_forward(store_.weight(A_log_), A_.flat());
   be.softplus_forward(proj.col_slice(xbc_width_, H_), store_.weight(dt_bias_), dt_.mat(rows, H_));
 }
@@ -83,7 +83,7 @@ void SsdMixer::run(Backend& be, const Pass& pass, const CachedPass* cached, cons
     scan_cached(be, *cached, shape(pass), x, dt, A_.flat(), B, C, store_.weight(D_), y, final_state_);
   else
     be.ssd_forward(shape(pass), x, dt, A_.flat(), B, C, store_.weight(D_), Tensor{}, y, Tensor{});
-  be.linear_forward(y, store_.weight(out_), out);
+  be.linear_forward(y, store_.matmul_weight(out_), out);
 }
 
 void SsdMixer::backward(Backend& be, const Pass& pass, const Tensor& u, const Tensor& dout, const Tensor& du,
@@ -91,7 +91,7 @@ void SsdMixer::backward(Backend& be, const Pass& pass, const Tensor& u, const Te
   const int64_t rows = pass.rows();
   const Tensor dy = scratch.take(rows, H_ * P_), dproj = scratch.take(rows, in_width_), ddt = scratch.take(rows, H_);
   const Tensor dA = scratch.take(1, H_);
-  be.linear_backward(dout, y_.mat(rows, H_ * P_), store_.weight(out_), dy, store_.grad(out_), false);
+  be.linear_backward(dout, y_.mat(rows, H_ * P_), store_.matmul_weight(out_), dy, store_.grad(out_), false);
 
   const Tensor proj = proj_.mat(rows, in_width_);
   const Tensor xbc = conv_ ? xbc_.mat(rows, xbc_width_) : proj.col_slice(0, xbc_width_);
@@ -112,7 +112,7 @@ void SsdMixer::backward(Backend& be, const Pass& pass, const Tensor& u, const Te
   } else if (rope_) {
     be.rope_apply(dproj.col_slice(H_ * P_, 2 * H_ * N_), 2 * H_, pass.pos, pass.rope_state, true);
   }
-  be.linear_backward(dproj, u, store_.fused_weight(in_, 4), du, store_.fused_grad(in_, 4), false);
+  be.linear_backward(dproj, u, store_.fused_matmul_weight(in_, 4), du, store_.fused_grad(in_, 4), false);
 }
 
 LayerState SsdMixer::new_state(Backend& be) const {

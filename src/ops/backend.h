@@ -28,13 +28,17 @@ class Backend {
   // Host ↔ backend transfers of a whole view; the host side is contiguous [rows, cols] of the same dtype.
   virtual void upload(const void* host, const Tensor& dst) = 0;
   virtual void download(const Tensor& src, void* host) = 0;
-  // dst = src (same dtype and shape, any strides; both in this backend's memory). Overlap is not allowed.
+  // dst = src (same shape, any strides; both in this backend's memory). Overlap is not allowed. Same dtype,
+  // or f32 → bf16 (round to nearest even: the bf16 mode's weight copies) and bf16 → f32 (exact).
   virtual void copy(const Tensor& src, const Tensor& dst) = 0;
   virtual void fill(const Tensor& dst, double value) = 0;
   // Waits until every op issued so far has finished (a no-op where ops are synchronous).
   virtual void synchronize() = 0;
 
   // ---- dense --------------------------------------------------------------------------------------------
+  // Mixed precision: W (and the LM head's / the embedding's table) may be bf16 while activations and
+  // gradients stay fp32; then the products take bf16 inputs (fp32 operands rounded on the way in) and
+  // accumulate in fp32. Every other op computes in fp32: see src/ops/cpu/README.md for why, per kernel.
   // y[rows,out] = x[rows,in] · W[out,in]ᵀ. x, y contiguous.
   virtual void linear_forward(const Tensor& x, const Tensor& W, const Tensor& y) = 0;
   // dx = dy·W (written, or accumulated when accumulate_dx; dx may be absent), dW += dyᵀ·x.

@@ -54,6 +54,7 @@ T* Tensor::as() const {
 template float* Tensor::as<float>() const;
 template double* Tensor::as<double>() const;
 template int32_t* Tensor::as<int32_t>() const;
+template bf16* Tensor::as<bf16>() const;
 
 DeviceBuffer::DeviceBuffer(const DeviceBuffer& o) : be_(o.be_), dtype_(o.dtype_) {
   resize(o.size_);

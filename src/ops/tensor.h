@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "ops/bf16.h"
+
 namespace txs {
 
 enum class DType : uint8_t { F32, BF16, F64, I32 };
@@ -27,6 +29,7 @@ template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::F32; }
 template <> constexpr DType dtype_of<double>() { return DType::F64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+template <> constexpr DType dtype_of<bf16>() { return DType::BF16; }
 
 struct Tensor {
   void* data = nullptr;  // null: an absent optional operand

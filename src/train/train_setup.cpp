@@ -39,6 +39,8 @@ TrainOptions resolve_options(const TrainRequest& req, const ResumePoint& resume)
     // The policy for non-finite steps does not change what finite steps compute: it may be changed.
     if (req.given.count("nonfinite")) o.nonfinite = req.flags.nonfinite;
     if (req.given.count("max_skips")) o.max_skips = req.flags.max_skips;
+    // The checkpoint holds fp32 masters and moments whatever the run computed in: either precision resumes.
+    if (req.given.count("precision")) o.precision = req.flags.precision;
   } else {
     o = req.flags;
     if (!req.config_file.empty()) {
@@ -100,10 +102,11 @@ TrainRun set_up_run(const TrainRequest& req, const RunRole& role) {
   set_num_threads(threads);
   run.data = load_checked_data(o);
   if (run.resume.empty()) {
-    run.model = std::make_unique<Model>(resolve_model_config(o, run.data.vocab_size));
+    run.model = std::make_unique<Model>(resolve_model_config(o, run.data.vocab_size), cpu_backend(),
+                                        ModelOptions{parse_precision(o.precision), true});
     run.model->init(o.seed);
   } else {
-    run.model = load_checkpoint(run.resume.checkpoint);
+    run.model = load_checkpoint(run.resume.checkpoint, cpu_backend(), ModelOptions{parse_precision(o.precision), true});
   }
   if (run.model->config().vocab_size < run.data.vocab_size)
     fail("model vocab_size {} is smaller than the data's vocabulary {}", run.model->config().vocab_size,

@@ -44,6 +44,7 @@ StepStats train_step(Model& model, AdamW& opt, const TokenSource& train, const T
   if (std::isfinite(s.loss) && std::isfinite(s.grad_norm)) {
     opt.apply(s.lr, s.grad_norm);
     if (dp) dp->after_update();
+    model.params().refresh_compute();  // the bf16 copies follow the updated masters
     consecutive_skips = 0;
     // Finite gradients with a huge lr can still overflow a weight; that cannot be undone, so stop here
     // rather than save it or train on.

@@ -25,7 +25,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"schedule", schedule.kind}, {"lr", schedule.lr}, {"min_lr", schedule.min_lr},
           {"warmup", schedule.warmup}, {"decay_fraction", schedule.decay_fraction}, {"beta1", adamw.beta1},
           {"beta2", adamw.beta2}, {"adam_eps", adamw.eps}, {"weight_decay", adamw.weight_decay},
-          {"clip_norm", adamw.clip_norm}, {"seed", seed}, {"nonfinite", nonfinite}, {"max_skips", max_skips},
+          {"clip_norm", adamw.clip_norm}, {"seed", seed}, {"precision", precision}, {"nonfinite", nonfinite}, {"max_skips", max_skips},
           {"out", out}, {"save_every", save_every}, {"val_every", val_every}, {"val_batches", val_batches},
           {"threads", threads}, {"sample_tokens", sample_tokens}, {"sample_prompt", sample_prompt}};
 }
@@ -57,6 +57,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
       else if (k == "weight_decay") o.adamw.weight_decay = v.get<double>();
       else if (k == "clip_norm") o.adamw.clip_norm = v.get<double>();
       else if (k == "seed") o.seed = v.get<uint64_t>();
+      else if (k == "precision") o.precision = v.get<std::string>();
       else if (k == "nonfinite") o.nonfinite = v.get<std::string>();
       else if (k == "max_skips") o.max_skips = v.get<int64_t>();
       else if (k == "out") o.out = v.get<std::string>();
@@ -86,6 +87,7 @@ void TrainOptions::validate() const {
   if (adamw.weight_decay < 0 || adamw.clip_norm < 0) fail("train: --weight-decay and --clip-norm must be ≥ 0");
   if (nonfinite != "stop" && nonfinite != "skip") fail("train: --nonfinite must be stop or skip, got '{}'", nonfinite);
   if (max_skips < 1) fail("train: --max-skips must be at least 1");
+  if (precision != "fp32" && precision != "bf16") fail("train: --precision must be fp32 or bf16, got '{}'", precision);
   if (steps <= 0) fail("train: --steps must be positive");
   if (seq_len < 2) fail("train: --seq-len must be at least 2");
   if (batch_size <= 0 || grad_accum <= 0) fail("train: --batch-size and --grad-accum must be positive");
@@ -122,6 +124,7 @@ TrainResult train(const TrainRequest& request, RunRole role) {
     if (!role.comm) fail("internal: a {}-process run without a communicator", role.world_size);
     dp_storage.emplace(*role.comm, request.dist, run.model->params());
     dp_storage->broadcast_weights();  // rank 0's weights everywhere, whatever the machines' libm
+    run.model->params().refresh_compute();
   }
   DataParallel* dp = dp_storage ? &*dp_storage : nullptr;
   RunOutputs outputs(role, run);

@@ -32,6 +32,9 @@ struct TrainOptions {
   LrSchedule schedule;
   AdamWConfig adamw;
   uint64_t seed = 1;
+  // "fp32", or "bf16": products with bf16 inputs and fp32 accumulation; fp32 master weights, gradients and
+  // AdamW moments (model/params.h). May change when a run resumes: the checkpoint holds the fp32 masters.
+  std::string precision = "fp32";
   // A step whose loss or gradient norm is NaN/inf never reaches the weights. "stop": the run ends with an
   // error naming the step (the last good checkpoint stays); "skip": the step's update is dropped, logged
   // in metrics.jsonl, and the run goes on, ending only after more than max_skips consecutive skips.

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "ops/backend.h"
+#include "ops/bf16.h"
 #include "ops/cpu/adamw.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/conv1d.h"
@@ -58,9 +59,21 @@ class CpuBackend final : public Backend {
   void upload(const void* host, const Tensor& dst) override { copy_rows(host, dst.cols, dst, "upload", true); }
   void download(const Tensor& src, void* host) override { copy_rows(host, src.cols, src, "download", false); }
   void copy(const Tensor& src, const Tensor& dst) override {
-    need(src.dtype == dst.dtype, "copy", "dtypes differ");
     need_shape(dst, src.rows, src.cols, "copy", "dst");
     check_host(src, "copy"), check_host(dst, "copy");
+    if (src.dtype == DType::F32 && dst.dtype == DType::BF16) {  // the bf16 mode's weight refresh
+      for (int64_t r = 0; r < src.rows; ++r)
+        to_bf16(static_cast<const float*>(src.data) + r * src.stride, static_cast<bf16*>(dst.data) + r * dst.stride,
+                src.cols);
+      return;
+    }
+    if (src.dtype == DType::BF16 && dst.dtype == DType::F32) {
+      for (int64_t r = 0; r < src.rows; ++r)
+        to_f32(static_cast<const bf16*>(src.data) + r * src.stride, static_cast<float*>(dst.data) + r * dst.stride,
+               src.cols);
+      return;
+    }
+    need(src.dtype == dst.dtype, "copy", "dtypes differ (only f32 <-> bf16 converts)");
     const size_t row_bytes = size_t(src.cols) * dtype_size(src.dtype), es = dtype_size(src.dtype);
     for (int64_t r = 0; r < src.rows; ++r)
       std::memmove(static_cast<char*>(dst.data) + size_t(r * dst.stride) * es,
@@ -85,7 +98,11 @@ class CpuBackend final : public Backend {
           std::fill(p, p + dst.cols, int32_t(value));
           break;
         }
-        default: fail("fill: dtype {} is not supported by the cpu backend", dtype_name(dst.dtype));
+        case DType::BF16: {
+          bf16* p = static_cast<bf16*>(dst.data) + r * dst.stride;
+          std::fill(p, p + dst.cols, to_bf16(float(value)));
+          break;
+        }
       }
     }
   }
@@ -96,7 +113,10 @@ class CpuBackend final : public Backend {
     need(x.contiguous() && y.contiguous() && W.contiguous(), op, "operands must be contiguous");
     need_shape(y, x.rows, W.rows, op, "y");
     need(x.cols == W.cols, op, "x columns differ from W's");
-    cpu::linear_forward(ptr(x, op), ptr(W, op), ptr(y, op), x.rows, x.cols, W.rows);
+    if (W.dtype == DType::BF16)
+      cpu::linear_forward_bf16(ptr(x, op), ptr<bf16>(W, op), ptr(y, op), x.rows, x.cols, W.rows);
+    else
+      cpu::linear_forward(ptr(x, op), ptr(W, op), ptr(y, op), x.rows, x.cols, W.rows);
   }
   void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& W, const Tensor& dx, const Tensor& dW,
                        bool accumulate_dx) override {
@@ -106,8 +126,12 @@ class CpuBackend final : public Backend {
     need_shape(dy, x.rows, W.rows, op, "dy");
     need_shape(dx, x.rows, x.cols, op, "dx");
     need_shape(dW, W.rows, W.cols, op, "dW");
-    cpu::linear_backward(ptr(dy, op), ptr(x, op), ptr(W, op), ptr(dx, op), ptr(dW, op), x.rows, x.cols, W.rows,
-                         accumulate_dx);
+    if (W.dtype == DType::BF16)
+      cpu::linear_backward_bf16(ptr(dy, op), ptr(x, op), ptr<bf16>(W, op), ptr(dx, op), ptr(dW, op), x.rows, x.cols,
+                                W.rows, accumulate_dx);
+    else
+      cpu::linear_backward(ptr(dy, op), ptr(x, op), ptr(W, op), ptr(dx, op), ptr(dW, op), x.rows, x.cols, W.rows,
+                           accumulate_dx);
   }
   void rmsnorm_forward(const Tensor& x, const Tensor& gain, const Tensor& y, const Tensor& rstd,
                        double eps) override {
@@ -265,7 +289,10 @@ class CpuBackend final : public Backend {
     const int32_t* id = ptr<int32_t>(ids, op);
     for (int64_t i = 0; i < ids.numel(); ++i)
       if (id[i] < 0 || id[i] >= table.rows) fail("{}: id {} outside [0, {})", op, id[i], table.rows);
-    cpu::embedding_forward(id, ptr(table, op), ptr(out, op), out.rows, out.cols);
+    if (table.dtype == DType::BF16)
+      cpu::embedding_forward(id, ptr<bf16>(table, op), ptr(out, op), out.rows, out.cols);
+    else
+      cpu::embedding_forward(id, ptr(table, op), ptr(out, op), out.rows, out.cols);
   }
   void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) override {
     const char* op = "embedding_backward";
@@ -281,6 +308,9 @@ class CpuBackend final : public Backend {
     need(!target_logprob || target_logprob.numel() >= h.rows, op, "target_logprob too small");
     need_shape(dh, h.rows, h.cols, op, "dh");
     need_shape(dW, W.rows, W.cols, op, "dW");
+    if (W.dtype == DType::BF16)
+      return cpu::lm_head_cross_entropy(ptr(h, op), ptr<bf16>(W, op), ptr<int32_t>(targets, op), h.rows, h.cols,
+                                        W.rows, ptr(target_logprob, op), ptr(dh, op), ptr(dW, op), grad_scale);
     return cpu::lm_head_cross_entropy(ptr(h, op), ptr(W, op), ptr<int32_t>(targets, op), h.rows, h.cols, W.rows,
                                       ptr(target_logprob, op), ptr(dh, op), ptr(dW, op), grad_scale);
   }
@@ -288,7 +318,10 @@ class CpuBackend final : public Backend {
     const char* op = "lm_head_logits";
     need(h.contiguous() && W.contiguous() && logits.contiguous() && h.cols == W.cols, op, "bad shapes");
     need_shape(logits, h.rows, W.rows, op, "logits");
-    cpu::lm_head_logits(ptr(h, op), ptr(W, op), ptr(logits, op), h.rows, h.cols, W.rows);
+    if (W.dtype == DType::BF16)
+      cpu::lm_head_logits(ptr(h, op), ptr<bf16>(W, op), ptr(logits, op), h.rows, h.cols, W.rows);
+    else
+      cpu::lm_head_logits(ptr(h, op), ptr(W, op), ptr(logits, op), h.rows, h.cols, W.rows);
   }
   void adamw_update(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const AdamWParams& p,
                     bool decay) override {

@@ -3,6 +3,7 @@
 #include "ops/cpu/cross_entropy.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <cmath>
 #include <vector>
 
@@ -13,8 +14,22 @@
 
 namespace txs::cpu {
 
-template <class T>
-CrossEntropyResult lm_head_cross_entropy(const T* h, const T* W, const int32_t* targets, int64_t rows, int64_t dim,
+namespace {
+// The head's products. fp32/fp64 weights: gemm<T>. bf16 weights (the bf16 mode): gemm_bf16, so all three
+// products — logits, dh and dW — take bf16 inputs with fp32 accumulation; the log-softmax and the loss
+// stay fp32/fp64 (exponentials of logits differences and a vocab-long sum lose too much in bf16).
+template <class T, class WT, class TB>
+void head_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const TB* B,
+               int64_t ldb, bool accumulate, T* C, int64_t ldc) {
+  if constexpr (std::is_same_v<WT, bf16>)
+    gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  else
+    gemm<T>(trans_a, trans_b, M, N, K, T(1), A, lda, B, ldb, accumulate ? T(1) : T(0), C, ldc);
+}
+}  // namespace
+
+template <class T, class WT>
+CrossEntropyResult lm_head_cross_entropy(const T* h, const WT* W, const int32_t* targets, int64_t rows, int64_t dim,
                                          int64_t vocab, T* target_logprob, T* dh, T* dW, T grad_scale,
                                          int64_t block_rows) {
   if (rows < 0 || dim <= 0 || vocab <= 0) fail("cross_entropy: bad shape rows={} dim={} vocab={}", rows, dim, vocab);
@@ -35,7 +50,7 @@ CrossEntropyResult lm_head_cross_entropy(const T* h, const T* W, const int32_t* 
     const int64_t nb = std::min(block_rows, rows - r0);
     const T* hb = h + r0 * dim;
     T* logits = logits_buf.data();
-    gemm<T>(false, true, nb, vocab, dim, T(1), hb, dim, W, dim, T(0), logits, vocab);  // [nb,vocab] = h·Wᵀ
+    head_gemm<T, WT>(false, true, nb, vocab, dim, hb, dim, W, dim, false, logits, vocab);  // [nb,vocab] = h·Wᵀ
 
 #pragma omp parallel for schedule(static) if (nb * vocab > 65536)
     for (int64_t i = 0; i < nb; ++i) {
@@ -65,8 +80,8 @@ CrossEntropyResult lm_head_cross_entropy(const T* h, const T* W, const int32_t* 
     }
 
     if (dh) {
-      gemm<T>(false, false, nb, dim, vocab, T(1), logits, vocab, W, dim, T(0), dh + r0 * dim, dim);  // dz·W
-      gemm<T>(true, false, vocab, dim, nb, T(1), logits, vocab, hb, dim, T(1), dW, dim);             // dzᵀ·h
+      head_gemm<T, WT>(false, false, nb, dim, vocab, logits, vocab, W, dim, false, dh + r0 * dim, dim);  // dz·W
+      head_gemm<T, WT>(true, false, vocab, dim, nb, logits, vocab, hb, dim, true, dW, dim);              // dzᵀ·h
     }
   }
 
@@ -82,17 +97,23 @@ CrossEntropyResult lm_head_cross_entropy(const T* h, const T* W, const int32_t* 
   return res;
 }
 
-template <class T>
-void lm_head_logits(const T* h, const T* W, T* logits, int64_t rows, int64_t dim, int64_t vocab) {
+template <class T, class WT>
+void lm_head_logits(const T* h, const WT* W, T* logits, int64_t rows, int64_t dim, int64_t vocab) {
   if (rows < 0 || dim <= 0 || vocab <= 0) fail("lm_head_logits: bad shape rows={} dim={} vocab={}", rows, dim, vocab);
-  gemm<T>(false, true, rows, vocab, dim, T(1), h, dim, W, dim, T(0), logits, vocab);
+  head_gemm<T, WT>(false, true, rows, vocab, dim, h, dim, W, dim, false, logits, vocab);
 }
 
-template CrossEntropyResult lm_head_cross_entropy<float>(const float*, const float*, const int32_t*, int64_t, int64_t,
-                                                         int64_t, float*, float*, float*, float, int64_t);
-template CrossEntropyResult lm_head_cross_entropy<double>(const double*, const double*, const int32_t*, int64_t,
-                                                          int64_t, int64_t, double*, double*, double*, double, int64_t);
-template void lm_head_logits<float>(const float*, const float*, float*, int64_t, int64_t, int64_t);
-template void lm_head_logits<double>(const double*, const double*, double*, int64_t, int64_t, int64_t);
+template CrossEntropyResult lm_head_cross_entropy<float, float>(const float*, const float*, const int32_t*, int64_t,
+                                                                int64_t, int64_t, float*, float*, float*, float,
+                                                                int64_t);
+template CrossEntropyResult lm_head_cross_entropy<float, bf16>(const float*, const bf16*, const int32_t*, int64_t,
+                                                               int64_t, int64_t, float*, float*, float*, float,
+                                                               int64_t);
+template CrossEntropyResult lm_head_cross_entropy<double, double>(const double*, const double*, const int32_t*,
+                                                                  int64_t, int64_t, int64_t, double*, double*,
+                                                                  double*, double, int64_t);
+template void lm_head_logits<float, float>(const float*, const float*, float*, int64_t, int64_t, int64_t);
+template void lm_head_logits<float, bf16>(const float*, const bf16*, float*, int64_t, int64_t, int64_t);
+template void lm_head_logits<double, double>(const double*, const double*, double*, int64_t, int64_t, int64_t);
 
 }  // namespace txs::cpu

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -161,14 +162,20 @@ void softplus_backward(const T* ddt, const T* raw, int64_t raw_stride, const T* 
   }
 }
 
-template <class T>
-void embedding_forward(const int32_t* ids, const T* table, T* out, int64_t rows, int64_t dim) {
+template <class TT, class T>
+void embedding_forward(const int32_t* ids, const TT* table, T* out, int64_t rows, int64_t dim) {
   check_rows("embedding", rows, dim);
   for (int64_t r = 0; r < rows; ++r)
     if (ids[r] < 0) fail("embedding: negative token id {} at row {}", ids[r], r);
 #pragma omp parallel for schedule(static) if (rows * dim > kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) std::copy_n(table + int64_t(ids[r]) * dim, dim, out + r * dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    if constexpr (std::is_same_v<TT, bf16>)
+      to_f32(table + int64_t(ids[r]) * dim, out + r * dim, dim);  // the bf16 mode's table, widened exactly
+    else
+      std::copy_n(table + int64_t(ids[r]) * dim, dim, out + r * dim);
+  }
 }
+template void embedding_forward<bf16, float>(const int32_t*, const bf16*, float*, int64_t, int64_t);
 
 template <class T>
 void embedding_backward(const int32_t* ids, const T* dout, T* dtable, int64_t rows, int64_t dim) {
@@ -199,7 +206,7 @@ void embedding_backward(const int32_t* ids, const T* dout, T* dtable, int64_t ro
   template void residual_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t);                  \
   template void softplus_forward<T>(const T*, int64_t, const T*, T*, int64_t, int64_t);                        \
   template void softplus_backward<T>(const T*, const T*, int64_t, const T*, T*, T*, int64_t, int64_t);         \
-  template void embedding_forward<T>(const int32_t*, const T*, T*, int64_t, int64_t);                          \
+  template void embedding_forward<T, T>(const int32_t*, const T*, T*, int64_t, int64_t);                       \
   template void embedding_backward<T>(const int32_t*, const T*, T*, int64_t, int64_t);
 TXS_INSTANTIATE(float)
 TXS_INSTANTIATE(double)

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/bf16.h"
+
 namespace txs::cpu {
 
 // out[r,i] = silu(gate[r,i]) · up[r,i] for i < n (SwiGLU and Mamba-2's y ⊙ silu(z)).
@@ -29,9 +31,9 @@ template <class T>
 void softplus_backward(const T* ddt, const T* raw, int64_t raw_stride, const T* bias, T* draw, T* dbias,
                        int64_t rows, int64_t heads);
 
-// out[r,:] = table[ids[r],:]; ids must already be validated (< vocab).
-template <class T>
-void embedding_forward(const int32_t* ids, const T* table, T* out, int64_t rows, int64_t dim);
+// out[r,:] = table[ids[r],:]; ids must already be validated (< vocab). The table is T, or bf16 (bf16 mode).
+template <class TT, class T>
+void embedding_forward(const int32_t* ids, const TT* table, T* out, int64_t rows, int64_t dim);
 // dtable[ids[r],:] += dout[r,:].
 template <class T>
 void embedding_backward(const int32_t* ids, const T* dout, T* dtable, int64_t rows, int64_t dim);

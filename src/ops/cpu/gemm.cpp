@@ -3,12 +3,19 @@
 #include "ops/cpu/gemm.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 #include <climits>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
 #include <type_traits>
+
+#include "core/buffer.h"
 
 #include "core/error.h"
 
@@ -105,6 +112,195 @@ void linear_backward(const T* dy, const T* x, const T* W, T* dx, T* dW, int64_t 
   // dW[out,in] += dy^T[out,rows] · x[rows,in]
   if (dW) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dW, in);
 }
+
+// ---- bf16 inputs, fp32 accumulation ------------------------------------------------------------------------
+
+namespace {
+
+// fp32 → bf16 of a stored [rows, cols] matrix (leading dimension ld) into a contiguous buffer.
+void round_rows(const float* src, int64_t rows, int64_t cols, int64_t ld, bf16* dst) {
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * ld;
+    bf16* d = dst + r * cols;
+    int64_t c = 0;
+#if defined(__AVX512BF16__)
+    // vcvtneps2bf16: round to nearest even, 16 at a time (denormal inputs flush to zero).
+    for (; c + 16 <= cols; c += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + c), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + c)));
+#endif
+    for (; c < cols; ++c) d[c] = to_bf16(s[c]);
+  }
+}
+
+// A bf16 operand: used in place when it already is bf16, else rounded into per-thread buffer `slot`.
+template <class T>
+const bf16* as_bf16(const T* p, int64_t rows, int64_t cols, int64_t& ld, int slot) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return p;
+  } else {
+    static thread_local Buffer<bf16> buffers[3];
+    Buffer<bf16>& b = buffers[slot];
+    b.resize(size_t(rows * cols));
+    round_rows(p, rows, cols, ld, b.data());
+    ld = cols;
+    return b.data();
+  }
+}
+
+// oneDNN matmul primitives are built once per shape (a few ms each) and reused.
+dnnl::engine& dnnl_cpu() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+using MatmulKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool>;
+
+dnnl::memory::desc desc_of(int64_t rows, int64_t cols, bool trans, int64_t ld, dnnl::memory::data_type t) {
+  // The logical [rows, cols] matrix stored row-major, or stored transposed ([cols, rows] with leading dim ld).
+  return dnnl::memory::desc({rows, cols}, t, trans ? dnnl::memory::dims{1, ld} : dnnl::memory::dims{ld, 1});
+}
+
+void matmul_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
+                 const bf16* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  using dt = dnnl::memory::data_type;
+  const MatmulKey key{M, N, K, lda, ldb, ldc, trans_a, trans_b, accumulate};
+  static std::mutex mu;
+  static std::map<MatmulKey, dnnl::matmul> cache;
+  const auto a_md = desc_of(M, K, trans_a, lda, dt::bf16), b_md = desc_of(K, N, trans_b, ldb, dt::bf16),
+             c_md = desc_of(M, N, false, ldc, dt::f32);
+  dnnl::matmul prim;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+      if (cache.size() >= 512) cache.clear();  // shapes come from a model's few layer widths; bound it anyway
+      dnnl::primitive_attr attr;
+      if (accumulate) {
+        dnnl::post_ops po;
+        po.append_sum(1.0f);
+        attr.set_post_ops(po);
+      }
+      try {
+        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, dnnl_cpu());
+        it = cache.emplace(key, dnnl::matmul(pd)).first;
+      } catch (const dnnl::error& e) {
+        fail("gemm_bf16: oneDNN has no bf16 matmul for M={} N={} K={} on this CPU ({})", M, N, K, e.what());
+      }
+    }
+    prim = it->second;
+  }
+  static thread_local dnnl::stream stream(dnnl_cpu());
+  dnnl::memory a(a_md, dnnl_cpu(), const_cast<bf16*>(A)), b(b_md, dnnl_cpu(), const_cast<bf16*>(B)),
+      c(c_md, dnnl_cpu(), C);
+  prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+  stream.wait();
+}
+
+// One output row n for R ≤ kGemvMaxRows input rows: acc[m] = Σ_k A[m,k]·W[n,k].
+template <int R>
+void gemv_row(const float* A, int64_t lda, const bf16* w, int64_t K, float* acc) {
+  int64_t k = 0;
+#if defined(__AVX512F__)
+  __m512 s[R];
+  for (int m = 0; m < R; ++m) s[m] = _mm512_setzero_ps();
+  // bf16 → fp32: zero-extend to 32 bits, shift into the high half. (The masked forms avoid GCC 12's
+  // false -Wuninitialized on the unmasked intrinsics' _mm512_undefined operands.)
+  const __mmask16 all = 0xffff;
+  auto widen = [all](__m256i h) {
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16));
+  };
+  for (; k + 16 <= K; k += 16) {
+    const __m512 wv = widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k)));
+    for (int m = 0; m < R; ++m) s[m] = _mm512_fmadd_ps(_mm512_loadu_ps(A + m * lda + k), wv, s[m]);
+  }
+  if (k < K) {
+    const __mmask16 mask = __mmask16((1u << (K - k)) - 1);
+    const __m512 wv = widen(_mm256_maskz_loadu_epi16(mask, w + k));
+    for (int m = 0; m < R; ++m) s[m] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, A + m * lda + k), wv, s[m]);
+    k = K;
+  }
+  for (int m = 0; m < R; ++m) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, s[m]);
+    float t = 0;
+    for (float x : lanes) t += x;
+    acc[m] = t;
+  }
+#else
+  for (int m = 0; m < R; ++m) acc[m] = 0;
+#endif
+  for (; k < K; ++k)
+    for (int m = 0; m < R; ++m) acc[m] += A[m * lda + k] * to_f32(w[k]);
+}
+
+template <int R>
+void gemv_rows(int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool accumulate,
+               float* C, int64_t ldc) {
+#pragma omp parallel for schedule(static) if (N * K > 65536 && !omp_in_parallel())
+  for (int64_t n = 0; n < N; ++n) {
+    float acc[R];
+    gemv_row<R>(A, lda, W + n * ldw, K, acc);
+    for (int m = 0; m < R; ++m) C[m * ldc + n] = accumulate ? C[m * ldc + n] + acc[m] : acc[m];
+  }
+}
+
+}  // namespace
+
+void gemv_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw,
+               bool accumulate, float* C, int64_t ldc) {
+  check_gemm_args(false, true, M, N, K, A, lda, W, ldw, C, ldc);
+  switch (M) {
+    case 0: return;
+    case 1: return gemv_rows<1>(N, K, A, lda, W, ldw, accumulate, C, ldc);
+    case 2: return gemv_rows<2>(N, K, A, lda, W, ldw, accumulate, C, ldc);
+    case 3: return gemv_rows<3>(N, K, A, lda, W, ldw, accumulate, C, ldc);
+    case 4: return gemv_rows<4>(N, K, A, lda, W, ldw, accumulate, C, ldc);
+    case 5: return gemv_rows<5>(N, K, A, lda, W, ldw, accumulate, C, ldc);
+    case 6: return gemv_rows<6>(N, K, A, lda, W, ldw, accumulate, C, ldc);
+    case 7: return gemv_rows<7>(N, K, A, lda, W, ldw, accumulate, C, ldc);
+    case 8: return gemv_rows<8>(N, K, A, lda, W, ldw, accumulate, C, ldc);
+    default: fail("gemv_bf16: {} rows, at most {} supported", M, kGemvMaxRows);
+  }
+}
+
+template <class TA, class TB>
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const TA* A, int64_t lda, const TB* B,
+               int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  check_gemm_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_c(M, N, accumulate ? 1.0f : 0.0f, C, ldc);
+  if constexpr (std::is_same_v<TA, float> && std::is_same_v<TB, bf16>)
+    if (!trans_a && trans_b && M <= kGemvMaxRows) return gemv_bf16(M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  const bf16* a = as_bf16(A, trans_a ? K : M, trans_a ? M : K, lda, 0);
+  const bf16* b = as_bf16(B, trans_b ? N : K, trans_b ? K : N, ldb, 1);
+  matmul_bf16(trans_a, trans_b, M, N, K, a, lda, b, ldb, accumulate, C, ldc);
+}
+
+void linear_forward_bf16(const float* x, const bf16* W, float* y, int64_t rows, int64_t in, int64_t out) {
+  gemm_bf16(false, true, rows, out, in, x, in, W, in, false, y, out);
+}
+
+void linear_backward_bf16(const float* dy, const float* x, const bf16* W, float* dx, float* dW, int64_t rows,
+                          int64_t in, int64_t out, bool accumulate_dx) {
+  if (rows == 0) return;
+  check_gemm_args(false, false, rows, in, out, dy, out, W, in, dx ? dx : dy, in);
+  int64_t ld_dy = out;
+  const bf16* dy16 = as_bf16(dy, rows, out, ld_dy, 0);  // rounded once, read by both products
+  if (dx) matmul_bf16(false, false, rows, in, out, dy16, ld_dy, W, in, accumulate_dx, dx, in);
+  if (dW) {
+    int64_t ld_x = in;
+    const bf16* x16 = as_bf16(x, rows, in, ld_x, 1);
+    matmul_bf16(true, false, out, in, rows, dy16, ld_dy, x16, ld_x, true, dW, in);
+  }
+}
+
+template void gemm_bf16<float, bf16>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const bf16*,
+                                     int64_t, bool, float*, int64_t);
+template void gemm_bf16<float, float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*,
+                                      int64_t, bool, float*, int64_t);
+template void gemm_bf16<bf16, bf16>(bool, bool, int64_t, int64_t, int64_t, const bf16*, int64_t, const bf16*,
+                                    int64_t, bool, float*, int64_t);
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
                           float, float*, int64_t);
