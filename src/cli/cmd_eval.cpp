@@ -53,7 +53,7 @@ void register_eval_commands(CLI::App& app) {
   cmd->add_option("--data", a->data, "shared data folder (eval/, corpora/, haystack/); env TRANSXSSM_DATA");
   cmd->add_option("--ppl-context", a->opt.ppl_context, "perplexity window in tokens (default: the model's limit)");
   cmd->add_option("--ppl-stride", a->opt.ppl_stride, "new tokens per perplexity window (default: the window)");
-  cmd->add_option("--max-gen-toks", a->opt.max_gen_toks, "generation budget of triviaqa");
+  cmd->add_option("--max-gen-toks", a->opt.max_gen_toks, "generation budget of triviaqa (default 256, the harness's)");
   cmd->add_option("--needle-lengths", a->needle_lengths, "comma-separated context lengths (default 1024, 2048, … up to 2× the model's limit)");
   cmd->add_option("--needle-depths", a->opt.needle_depths, "number of depths from 0% to 100%");
   cmd->add_option("--needle-svg", a->svg, "heatmap SVG path (passkey writes <name>_passkey.svg)");

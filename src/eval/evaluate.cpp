@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "eval/tasks.h"
+#include "tokenizer/unicode.h"
 
 namespace txs::eval {
 
@@ -51,6 +52,23 @@ double mean(const std::vector<double>& x) {
   return x.empty() ? 0.0 : s / double(x.size());
 }
 
+// Invalid UTF-8 (an unfinished sequence where the budget cut the generation) replaced by U+FFFD: one per
+// invalid lead byte, its continuation bytes included.
+std::string utf8_lossy(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const size_t ok = unicode::valid_utf8_prefix(std::string_view(s).substr(i));
+    out.append(s, i, ok);
+    i += ok;
+    if (i >= s.size()) break;
+    out += "\xEF\xBF\xBD";
+    size_t j = i + 1;
+    while (j < s.size() && j < i + 4 && (uint8_t(s[j]) & 0xC0) == 0x80) ++j;
+    i = j;
+  }
+  return out;
+}
+
 template <class T>
 void apply_limit(std::vector<T>& v, int64_t limit) {
   if (limit > 0 && int64_t(v.size()) > limit) v.resize(size_t(limit));
@@ -65,8 +83,7 @@ std::vector<LoglikResult> score_all(LogLikelihoodScorer& scorer, const std::vect
 
 TaskResult run_mc(const std::string& name, const Tokenizer& tok, LogLikelihoodScorer& scorer, const EvalOptions& opt) {
   // Only mmlu has a split to draw exemplars from; the others stay zero-shot (and say so in their settings).
-  McTask task = load_mc_task(name, opt.data_dir + "/eval", name == "mmlu" ? opt.num_fewshot : 0);
-  apply_limit(task.items, opt.limit);
+  McTask task = load_mc_task(name, opt.data_dir + "/eval", name == "mmlu" ? opt.num_fewshot : 0, opt.limit);
   std::vector<LoglikRequest> reqs;
   for (auto& it : task.items)
     for (size_t k = 0; k < it.choices.size(); ++k) reqs.push_back(encode_pair(tok, it.contexts[k], it.continuations[k]));
@@ -117,26 +134,36 @@ TaskResult run_triviaqa(const Tokenizer& tok, LogLikelihoodScorer& scorer, const
   const std::string file = opt.data_dir + "/eval/triviaqa/triviaqa_sm_sub.jsonl";
   auto items = load_triviaqa(file);
   apply_limit(items, opt.limit);
-  static const std::vector<std::string> stops = {"\n", ".", ","};  // the harness's `until`
+  // The harness's `until` (lm_eval/tasks/triviaqa/default.yaml); the end-of-text token is added as a stop
+  // (handle_stop_sequences), and special tokens are left out of the decoded text (skip_special_tokens).
+  static const std::vector<std::string> stops = {"\n", ".", ","};
+  // The harness keeps max_length − max_gen_toks context tokens (left truncation) and refuses a budget that
+  // leaves none.
+  if (opt.max_gen_toks < 1) fail("triviaqa: --max-gen-toks must be positive, got {}", opt.max_gen_toks);
+  const int64_t keep = scorer.max_length() - opt.max_gen_toks;
+  if (keep < 1)
+    fail("triviaqa: --max-gen-toks {} must be less than the model's {}-token window", opt.max_gen_toks,
+         scorer.max_length());
   ProgressLine pl("triviaqa", opt.progress);
   std::vector<double> em;
   for (auto& it : items) {
     std::vector<int32_t> ids = tok.encode(it.context);
-    // Keep room for the generation inside the window, as the harness does (left truncation).
-    const int64_t keep = std::max<int64_t>(1, scorer.max_length() - opt.max_gen_toks);
     if (int64_t(ids.size()) > keep) ids.erase(ids.begin(), ids.end() - keep);
     std::string text;
     Tokenizer::StreamDecoder dec(tok);
     scorer.greedy_extend(ids, opt.max_gen_toks, [&](int32_t id) {
+      if (id == tok.eos_id()) return false;
       text += dec.push(id);
       for (auto& s : stops)
         if (text.find(s) != std::string::npos) return false;
-      return id != tok.eos_id();
+      return true;
     });
+    text += dec.flush();
     for (auto& s : stops) {
       const size_t p = text.find(s);
       if (p != std::string::npos) text.resize(p);
     }
+    text = utf8_lossy(text);  // as Hugging Face's decode: a broken UTF-8 sequence becomes U+FFFD
     em.push_back(triviaqa_match(text, it.aliases));
     pl(em.size(), items.size());
   }
@@ -152,6 +179,9 @@ TaskResult run_perplexity(const std::string& name, const std::string& file, cons
                           LogLikelihoodScorer& scorer, const EvalOptions& opt) {
   auto docs = load_documents(file);
   const bool one_doc = docs.size() == 1 && file.find("wikitext") == std::string::npos;
+  // The harness's wikitext task scores wikitext_detokenizer(page) but counts words (re.split(r"\s+", page))
+  // and UTF-8 bytes on the page as it is in the file.
+  const bool harness_wikitext = name == "wikitext";
   if (one_doc && opt.limit > 0) {
     // A single-document corpus: --limit keeps its first N lines.
     size_t pos = 0;
@@ -171,15 +201,19 @@ TaskResult run_perplexity(const std::string& name, const std::string& file, cons
   std::vector<size_t> doc_of;
   double words = 0, bytes = 0, tokens = 0;
   for (size_t d = 0; d < docs.size(); ++d) {
-    const auto ids = tok.encode(docs[d]);
+    const auto ids = tok.encode(harness_wikitext ? wikitext_detokenize(docs[d]) : docs[d]);
     for (auto& w : rolling_windows(ids, tok.eos_id(), ctx, ctx - stride + 1)) reqs.push_back(std::move(w)), doc_of.push_back(d);
     tokens += double(ids.size());
     bytes += double(docs[d].size());
-    bool in_word = false;
-    for (char c : docs[d]) {
-      const bool space = c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-      if (!space && !in_word) words += 1;
-      in_word = !space;
+    if (harness_wikitext) {
+      words += double(python_split_count(docs[d]));
+    } else {
+      bool in_word = false;
+      for (char c : docs[d]) {
+        const bool space = c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+        if (!space && !in_word) words += 1;
+        in_word = !space;
+      }
     }
   }
   ProgressLine pl(name, opt.progress);
@@ -195,6 +229,7 @@ TaskResult run_perplexity(const std::string& name, const std::string& file, cons
   if (one_doc && opt.limit > 0) out.settings["lines"] = opt.limit;
   out.settings.update({{"file", file}, {"window", ctx}, {"stride", stride}, {"tokens", tokens}, {"bytes", bytes},
                   {"words", words}, {"windows", reqs.size()}});
+  if (harness_wikitext) out.settings["detokenizer"] = "wikitext_detokenizer (harness)";
   return out;
 }
 

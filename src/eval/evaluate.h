@@ -18,7 +18,7 @@ struct EvalOptions {
   int num_fewshot = 0;         // mmlu only
   int64_t ppl_context = 0;     // perplexity window in tokens; 0 = the model's max_position_embeddings
   int64_t ppl_stride = 0;      // new tokens predicted per window; 0 = the window (the harness's disjoint windows)
-  int64_t max_gen_toks = 32;   // triviaqa generation budget
+  int64_t max_gen_toks = 256;  // triviaqa generation budget (the harness's default max_gen_toks)
   std::vector<int64_t> needle_lengths;  // context lengths; empty = 1K doubling up to 2× the model's limit
   int needle_depths = 11;      // 0%, 10%, …, 100%
   std::string needle_svg;      // heatmap path for needle (and passkey); empty = none

@@ -7,6 +7,7 @@
 
 #include "core/buffer.h"
 #include "core/error.h"
+#include "tokenizer/unicode.h"
 
 namespace txs::eval {
 
@@ -125,10 +126,9 @@ LoglikRequest encode_pair(const Tokenizer& tok, const std::string& context, cons
     r.context = {eot};
     r.continuation = tok.encode(continuation);
   } else {
-    size_t keep = context.size();
-    while (keep > 0 && (context[keep - 1] == ' ' || context[keep - 1] == '\t' || context[keep - 1] == '\n' ||
-                        context[keep - 1] == '\r' || context[keep - 1] == '\f' || context[keep - 1] == '\v'))
-      --keep;
+    // n_spaces = len(context) - len(context.rstrip()): Python's rstrip removes Unicode whitespace
+    // (str.isspace: U+00A0, U+2029, U+3000, ...), not only ASCII.
+    const size_t keep = unicode::python_rstrip(context).size();
     const std::string ctx = context.substr(0, keep), cont = context.substr(keep) + continuation;
     const auto whole = tok.encode(ctx + cont);
     r.context = tok.encode(ctx);

@@ -68,7 +68,8 @@ std::unique_ptr<LogLikelihoodScorer> make_engine_scorer(Model& model, int64_t ma
 
 // --- Request construction, as the harness does it -------------------------------------------------------
 
-// Harness `_encode_pair`: trailing spaces of the context move to the front of the continuation; the
+// Harness `_encode_pair`: trailing whitespace of the context (what Python's str.rstrip() removes: every
+// Unicode space, U+00A0 and U+3000 included) moves to the front of the continuation; the
 // continuation's ids are encode(context + continuation) minus the ids of encode(context). An empty
 // context becomes [eot] and the continuation is encoded alone.
 LoglikRequest encode_pair(const Tokenizer& tok, const std::string& context, const std::string& continuation);

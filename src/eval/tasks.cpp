@@ -1,6 +1,7 @@
 // Evaluation-set loaders. Prompts follow the harness's task YAMLs: query + target_delimiter " " + choice.
 #include "eval/tasks.h"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "tokenizer/unicode.h"
 
 namespace txs::eval {
 
@@ -90,12 +92,8 @@ McItem same_context(const std::string& query, const std::vector<std::string>& ch
   return it;
 }
 
-std::string strip(const std::string& s) {
-  const size_t a = s.find_first_not_of(" \t\n\r\f\v");
-  if (a == std::string::npos) return "";
-  const size_t b = s.find_last_not_of(" \t\n\r\f\v");
-  return s.substr(a, b - a + 1);
-}
+// Python's str.strip(): the harness's templates and preprocessors strip Unicode whitespace.
+std::string strip(const std::string& s) { return std::string(unicode::python_strip(s)); }
 
 void load_arc(McTask& t) {
   for_each_jsonl(t.file, [&](const nlohmann::json& j, size_t line) {
@@ -195,34 +193,45 @@ std::string mmlu_question(const nlohmann::json& j, const std::vector<std::string
          c[3] + "\nAnswer:";
 }
 
-void load_mmlu(McTask& t, int num_fewshot) {
+void load_mmlu(McTask& t, int num_fewshot, int64_t limit) {
   t.has_acc_norm = false;  // the harness reports acc only
   struct Q {
     std::string subject, text;
     int answer;
+    nlohmann::json record;  // the whole record: the harness compares documents as dicts
+    size_t line;
   };
   std::vector<Q> qs;
   for_each_jsonl(t.file, [&](const nlohmann::json& j, size_t line) {
     const auto choices = str_list(j, "choices", t.file, line);
     if (choices.size() != 4) fail("{}:{}: expected 4 choices, got {}", t.file, line, choices.size());
     qs.push_back({str_field(j, "subject", t.file, line), mmlu_question(j, choices, t.file, line),
-                  int_field(j, "answer", 0, 3, t.file, line)});
+                  int_field(j, "answer", 0, 3, t.file, line), j, line});
   });
   std::map<std::string, std::vector<size_t>> by_subject;
   for (size_t i = 0; i < qs.size(); ++i) by_subject[qs[i].subject].push_back(i);
   static const std::vector<std::string> letters = {"A", "B", "C", "D"};
-  for (size_t i = 0; i < qs.size(); ++i) {
+  const size_t n = limit > 0 ? std::min(qs.size(), size_t(limit)) : qs.size();
+  for (size_t i = 0; i < n; ++i) {
     std::string subject = qs[i].subject;
     for (auto& ch : subject)
       if (ch == '_') ch = ' ';
     std::string prompt = "The following are multiple choice questions (with answers) about " + subject + ".\n\n";
-    // Exemplars: the subject's first dev items (the harness's first_n sampler), the item itself left out.
-    int shots = 0;
-    for (size_t e : by_subject[qs[i].subject]) {
-      if (shots >= num_fewshot) break;
-      if (e == i) continue;
-      prompt += qs[e].text + " " + letters[size_t(qs[e].answer)] + "\n\n";
-      ++shots;
+    if (num_fewshot > 0) {
+      // The harness's first_n sampler over the subject's dev items when the evaluated split is the few-shot
+      // split: every document equal to the one asked (the item itself and any duplicate of it) is left out
+      // of the pool, then the first num_fewshot are taken; a pool that is too small is an error.
+      std::vector<size_t> pool;
+      for (size_t e : by_subject[qs[i].subject])
+        if (qs[e].record != qs[i].record) pool.push_back(e);
+      if (size_t(num_fewshot) > pool.size())
+        fail("{}:{}: mmlu {}: {} few-shot exemplars asked for, but only {} dev items of the subject remain once "
+             "those equal to the question are left out (lower --num-fewshot)",
+             t.file, qs[i].line, qs[i].subject, num_fewshot, pool.size());
+      for (int k = 0; k < num_fewshot; ++k) {
+        const Q& e = qs[pool[size_t(k)]];
+        prompt += e.text + " " + letters[size_t(e.answer)] + "\n\n";
+      }
     }
     t.items.push_back(same_context(prompt + qs[i].text, letters, qs[i].answer));
   }
@@ -235,7 +244,7 @@ bool is_mc_task(const std::string& name) {
          name == "openbookqa" || name == "winogrande" || name == "mmlu";
 }
 
-McTask load_mc_task(const std::string& name, const std::string& eval_dir, int num_fewshot) {
+McTask load_mc_task(const std::string& name, const std::string& eval_dir, int num_fewshot, int64_t limit) {
   McTask t;
   t.name = name;
   if (num_fewshot < 0) fail("--num-fewshot must be >= 0, got {}", num_fewshot);
@@ -257,11 +266,12 @@ McTask load_mc_task(const std::string& name, const std::string& eval_dir, int nu
     load_winogrande(t);
   } else if (name == "mmlu") {
     t.file = eval_dir + "/mmlu/mmlu_dev.jsonl";
-    load_mmlu(t, num_fewshot);
+    load_mmlu(t, num_fewshot, limit);
   } else {
     fail("unknown multiple-choice task \"{}\"", name);
   }
   if (t.items.empty()) fail("{}: no items", t.file);
+  if (limit > 0 && int64_t(t.items.size()) > limit) t.items.resize(size_t(limit));
   return t;
 }
 
@@ -289,16 +299,15 @@ std::vector<TriviaItem> load_triviaqa(const std::string& path) {
 std::string normalize_triviaqa(const std::string& s) {
   static const std::string punct = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";  // Python's string.punctuation
   std::string out;
-  for (char c : s) {
-    if (punct.find(c) != std::string::npos) continue;
-    out += (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
-  }
+  // ignore_case (numpy char.lower = str.lower: full Unicode), then ignore_punctuation (ASCII only).
+  for (char c : unicode::to_lower(s))
+    if (punct.find(c) == std::string::npos) out += c;
   return out;
 }
 
 bool triviaqa_match(const std::string& generation, const std::vector<std::string>& aliases) {
-  const size_t a = generation.find_first_not_of(" \t\n\r\f\v");
-  const std::string pred = normalize_triviaqa(a == std::string::npos ? "" : generation.substr(a));
+  // remove_whitespace filter: resp.strip() (the references are not stripped).
+  const std::string pred = normalize_triviaqa(std::string(unicode::python_strip(generation)));
   for (auto& al : aliases)
     if (normalize_triviaqa(al) == pred) return true;
   return false;
@@ -311,23 +320,127 @@ std::vector<std::string> load_documents(const std::string& path) {
     if (!text.empty()) docs.push_back(text);
     return docs;
   }
-  // A top-level heading is a line " = Title = " (sub-headings are " = = Title = = ").
-  size_t pos = 0;
-  std::string cur;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) nl = text.size() - 1;
-    const std::string line = text.substr(pos, nl - pos + 1);
-    const bool heading = line.rfind(" = ", 0) == 0 && line.rfind(" = = ", 0) != 0;
-    if (heading) {
-      if (cur.find_first_not_of(" \n") != std::string::npos) docs.push_back(cur);
-      cur.clear();  // (blank lines before the first heading belong to no article)
-    }
-    cur += line;
+  // EleutherAI/wikitext_document_level (the harness's wikitext data set): the file split at "\n", a page
+  // starts at each top-level heading line and is its lines joined with "\n" (so no newline after its last
+  // line); a blank stretch before the first heading is no page.
+  std::vector<std::string_view> lines;
+  const std::string_view all(text);
+  for (size_t pos = 0;;) {
+    const size_t nl = all.find('\n', pos);
+    lines.push_back(all.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos));
+    if (nl == std::string_view::npos) break;
     pos = nl + 1;
   }
-  if (cur.find_first_not_of(" \n") != std::string::npos) docs.push_back(cur);
+  auto flush = [&](size_t from, size_t to) {
+    std::string page;
+    for (size_t k = from; k < to; ++k) {
+      if (k > from) page += '\n';
+      page += lines[k];
+    }
+    if (!unicode::python_strip(page).empty()) docs.push_back(std::move(page));
+  };
+  size_t start = 0;
+  for (size_t k = 0; k < lines.size(); ++k)
+    if (is_wikitext_heading(lines[k])) {
+      flush(start, k);
+      start = k;
+    }
+  flush(start, lines.size());
   return docs;
+}
+
+bool is_wikitext_heading(std::string_view line) {
+  // line.replace("= = =", "===").replace("= =", "==").strip(), then starts with "= " and ends with " =".
+  const std::string r = std::string(unicode::python_strip(replace_all(replace_all(line, "= = =", "==="), "= =", "==")));
+  return r.size() >= 3 && r.compare(0, 2, "= ") == 0 && r.compare(r.size() - 2, 2, " =") == 0;
+}
+
+std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+  // Python's str.replace: non-overlapping matches, left to right.
+  std::string out;
+  size_t pos = 0;
+  for (size_t p; (p = s.find(from, pos)) != std::string_view::npos; pos = p + from.size()) {
+    out.append(s.substr(pos, p - pos));
+    out.append(to);
+  }
+  out.append(s.substr(pos));
+  return out;
+}
+
+namespace {
+
+// re.sub(r"O\s*([^C]*?)\s*C", r"O\1C", s) for one bracket pair O, C (O may equal C): from each O, the
+// first C after it closes the match, and the text between loses its leading and trailing whitespace
+// (Python's \s: str.isspace). Scanning resumes after the C; an O without a C after it is left alone.
+std::string tighten_pairs(const std::string& s, char open, char close) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    const size_t o = s.find(open, pos);
+    if (o == std::string::npos) break;
+    const size_t c = s.find(close, o + 1);
+    if (c == std::string::npos) break;  // no later O can find a C either
+    out.append(s, pos, o - pos);
+    out += open;
+    out.append(unicode::python_strip(std::string_view(s).substr(o + 1, c - o - 1)));
+    out += close;
+    pos = c + 1;
+  }
+  out.append(s, pos);
+  return out;
+}
+
+// re.sub(r"/' [0-9]/", r"/'[0-9]/", s): the replacement is that literal text (the harness's pattern).
+std::string slash_quote_digit(const std::string& s) {
+  std::string out;
+  size_t pos = 0;
+  for (size_t p = s.find("/' "); p != std::string::npos; p = s.find("/' ", p + 1)) {
+    if (p < pos) continue;
+    if (p + 4 < s.size() && s[p + 3] >= '0' && s[p + 3] <= '9' && s[p + 4] == '/') {
+      out.append(s, pos, p - pos);
+      out += "/'[0-9]/";
+      pos = p + 5;
+    }
+  }
+  out.append(s, pos);
+  return out;
+}
+
+}  // namespace
+
+std::string wikitext_detokenize(const std::string& page) {
+  std::string s = replace_all(page, "s '", "s'");  // contractions
+  s = slash_quote_digit(s);
+  for (auto [from, to] : {std::pair{" @-@ ", "-"}, {" @,@ ", ","}, {" @.@ ", "."},  // number separators
+                          {" : ", ": "}, {" ; ", "; "}, {" . ", ". "}, {" ! ", "! "}, {" ? ", "? "}, {" , ", ", "}})
+    s = replace_all(s, from, to);
+  s = tighten_pairs(s, '(', ')');  // double brackets
+  s = tighten_pairs(s, '[', ']');
+  s = tighten_pairs(s, '{', '}');
+  s = tighten_pairs(s, '"', '"');
+  s = tighten_pairs(s, '\'', '\'');
+  for (auto [from, to] : {std::pair{"= = = =", "===="}, {"= = =", "==="}, {"= =", "=="},  // miscellaneous
+                          {" \u00b0 ", "\u00b0"}, {" \n", "\n"}, {"\n ", "\n"}, {" N ", " 1 "}, {" 's", "'s"}})
+    s = replace_all(s, from, to);
+  return s;
+}
+
+int64_t python_split_count(std::string_view s) {
+  // len(re.split(r"\s+", s)): one more than the number of maximal whitespace runs (empty ends count).
+  int64_t n = 1;
+  bool in_space = false;
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = unicode::valid_utf8_prefix(s.substr(i, std::min<size_t>(4, s.size() - i)));
+    bool space = false;
+    if (len == 0) {
+      ++i;  // an invalid byte is no space
+    } else {
+      space = unicode::is_python_space(unicode::next_code_point(s, i));
+    }
+    if (space && !in_space) ++n;
+    in_space = space;
+  }
+  return n;
 }
 
 std::string hellaswag_preprocess(const std::string& text) {

@@ -1,10 +1,12 @@
 #include "tokenizer/unicode.h"
 
 #include <unicode/bytestream.h>
+#include <unicode/casemap.h>
 #include <unicode/normalizer2.h>
 #include <unicode/stringpiece.h>
 #include <unicode/uchar.h>
 
+#include <algorithm>
 #include <array>
 
 #include "core/error.h"
@@ -117,6 +119,62 @@ bool is_white_space(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
          (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
          c == 0x3000;
+}
+
+bool is_python_space(char32_t c) { return is_white_space(c) || (c >= 0x1C && c <= 0x1F); }
+
+std::string_view python_lstrip(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t len = valid_utf8_prefix(s.substr(i, std::min<size_t>(4, s.size() - i)));
+    if (len == 0) break;  // an invalid byte: nothing Python could call space
+    size_t j = i;
+    if (!is_python_space(next_code_point(s, j))) break;
+    i = j;
+  }
+  return s.substr(i);
+}
+
+std::string_view python_rstrip(std::string_view s) {
+  size_t end = s.size();
+  while (end > 0) {
+    // The last code point starts at the last byte that is not a continuation byte (at most 3 back).
+    size_t start = end - 1;
+    while (start > 0 && end - start < 4 && (uint8_t(s[start]) & 0xC0) == 0x80) --start;
+    const std::string_view last = s.substr(start, end - start);
+    if (valid_utf8_prefix(last) != last.size()) break;
+    size_t j = start;
+    const char32_t c = next_code_point(s, j);
+    if (j != end || !is_python_space(c)) break;
+    end = start;
+  }
+  return s.substr(0, end);
+}
+
+std::string_view python_strip(std::string_view s) { return python_rstrip(python_lstrip(s)); }
+
+std::string to_lower(std::string_view text) {
+  bool ascii = true;
+  for (char ch : text)
+    if (uint8_t(ch) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  std::string out;
+  if (ascii) {
+    out.assign(text);
+    for (auto& ch : out)
+      if (ch >= 'A' && ch <= 'Z') ch = char(ch - 'A' + 'a');
+    return out;
+  }
+  if (!is_valid_utf8(text)) fail("lower-casing needs valid UTF-8 (invalid byte at offset {})", valid_utf8_prefix(text));
+  out.reserve(text.size() + text.size() / 8);
+  icu::StringByteSink<std::string> sink(&out);
+  UErrorCode status = U_ZERO_ERROR;
+  // Root locale ("" ): the language-independent full mappings, as Python's str.lower().
+  icu::CaseMap::utf8ToLower("", 0, icu::StringPiece(text.data(), int32_t(text.size())), sink, nullptr, status);
+  if (U_FAILURE(status)) fail("Unicode lower-casing failed: {}", u_errorName(status));
+  return out;
 }
 
 bool is_word_char(char32_t c) {

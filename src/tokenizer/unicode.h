@@ -25,6 +25,19 @@ void append_utf8(std::string& out, char32_t c);
 // call whitespace. Notably includes U+0085 and excludes U+FEFF and U+180E.
 bool is_white_space(char32_t c);
 
+// Python's str.isspace() (what str.strip()/rstrip() with no argument and the `re` module's \s remove
+// or match): Unicode White_Space plus U+001C..U+001F, which Python counts as space (bidi class B/S).
+bool is_python_space(char32_t c);
+// Python's s.rstrip(), s.lstrip(), s.strip() on UTF-8 text: code points with is_python_space() removed
+// from the end, the start, or both. Stops at bytes that are not valid UTF-8.
+std::string_view python_rstrip(std::string_view s);
+std::string_view python_lstrip(std::string_view s);
+std::string_view python_strip(std::string_view s);
+
+// Python's str.lower() on valid UTF-8: full Unicode lower-case mapping (SpecialCasing included, e.g.
+// U+0130 → "i̇", and the final sigma rule), through ICU's root locale. ASCII text skips ICU.
+std::string to_lower(std::string_view text);
+
 // Unicode \w as in UTS #18 and Rust's regex crate (which Hugging Face uses for single_word added
 // tokens): Alphabetic, marks, decimal digits, connector punctuation, join controls.
 bool is_word_char(char32_t c);
