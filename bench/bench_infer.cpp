@@ -1,13 +1,14 @@
 // Inference throughput: prefill tokens/s and decode tokens/s at several context lengths, batch sizes and
 // thread counts, for TransXSSM and a Transformer of the same size side by side, plus the bytes of state one
-// sequence holds. Random weights, fp32. Usage:
+// sequence holds. Random weights, in fp32 and in bf16 (matrices stored bf16, fp32 accumulation). Usage:
 //   bench_infer [--only tiny|d512] [--contexts 512,2048,4096,8192,16384] [--batches 1,8] [--threads 1,2]
-//               [--steps N] [--json FILE]
+//               [--precisions fp32,bf16] [--steps N] [--json FILE]
 // Decoding at context C: one sequence is prefilled to C tokens (that pass is the prefill figure), then copied
 // into `batch` sequences (a fork, as for a shared prompt) that decode --steps tokens together.
 // Efficiency is against ceilings measured at the start, per thread count (bench/machine_ceiling.h): prefill as
-// % of the fp32 GEMM ceiling, decode as % of the read bandwidth (a decode step must read every weight once
-// and each sequence's state once, so at small batch it is bound by memory, not by FLOPs).
+// % of the GEMM ceiling of the row's precision, decode as % of the read bandwidth (a decode step must read
+// every weight it uses once — all but the rows of an untied embedding table it does not look up — and each
+// sequence's state once, so at small batch it is bound by memory, not by FLOPs).
 #include <fmt/format.h>
 
 #include <chrono>
@@ -57,6 +58,7 @@ double cpu_now() {
 
 int main(int argc, char** argv) {
   std::vector<int64_t> contexts = {512, 2048, 4096, 8192, 16384}, batches = {1, 8}, threads = {1, 2};
+  std::vector<Precision> precisions = {Precision::F32, Precision::BF16};
   std::string only, json_path;
   int steps = 16;
   for (int i = 1; i < argc; ++i) {
@@ -73,6 +75,15 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--threads")) threads = parse_list(next());
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(next());
     else if (!std::strcmp(argv[i], "--json")) json_path = next();
+    else if (!std::strcmp(argv[i], "--precisions")) {
+      precisions.clear();
+      const std::string v = next();
+      for (size_t p = 0; p < v.size();) {
+        const size_t q = v.find(',', p);
+        precisions.push_back(parse_precision(v.substr(p, q - p)));
+        p = q == std::string::npos ? v.size() : q + 1;
+      }
+    }
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -87,8 +98,8 @@ int main(int argc, char** argv) {
     for (int64_t thr : threads) machine.push_back(bench::measure_machine(int(thr), &buf));
   }
   for (const auto& m : machine) m.print();
-  fmt::print("{:<6} {:<12} {:>7} {:>5} {:>3} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7} {:>14}\n", "shape", "arch",
-             "context", "batch", "thr", "prefill t/s", "(per cpu-s)", "%gemm", "decode t/s", "(per cpu-s)", "%bw",
+  fmt::print("{:<6} {:<12} {:<5} {:>7} {:>5} {:>3} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7} {:>14}\n", "shape", "arch",
+             "prec", "context", "batch", "thr", "prefill t/s", "(per cpu-s)", "%gemm", "decode t/s", "(per cpu-s)", "%bw",
              "state/seq");
   for (const Shape& s : shapes) {
     if (!only.empty() && only != s.name) continue;
@@ -97,7 +108,8 @@ int main(int argc, char** argv) {
       const bench::MachineCeiling& m = machine[ti];
       set_num_threads(int(thr));
       for (int64_t ctx : contexts) {
-        for (const char* arch : {"transxssm", "transformer"}) {
+        for (const char* arch : {"transxssm", "transformer"})
+        for (Precision prec : precisions) {
           nlohmann::json over = {{"arch", arch},
                                  {"hidden_size", s.d},
                                  {"num_hidden_layers", s.layers},
@@ -107,7 +119,7 @@ int main(int argc, char** argv) {
                                  {"vocab_size", s.vocab},
                                  {"tie_word_embeddings", s.tied},
                                  {"max_position_embeddings", ctx}};
-          Model model(resolve_config("", "", over));
+          Model model(resolve_config("", "", over), cpu_backend(), ModelOptions{prec, false});
           model.init(1);
           InferenceEngine eng(model);
           Rng rng(1);
@@ -127,9 +139,15 @@ int main(int argc, char** argv) {
           const double head = double(s.vocab * s.d);
           const double prefill_flops = 2.0 * (double(model.matmul_params()) - head) + 2.0 * head / double(ctx) +
                                        model.mixing_flops_per_token(ctx);
-          const double prefill_gemm = prefill_flops * prefill_tps / (m.gemm_gflops("fp32") * 1e9);
-          // Bytes one decode step must read: every weight once (fp32) plus each sequence's state.
-          const double weight_bytes = double(model.num_params()) * sizeof(float);
+          const double prefill_gemm = prefill_flops * prefill_tps / (m.gemm_gflops(precision_name(prec)) * 1e9);
+          // Bytes one decode step must read: every weight once as stored (bf16 matrices in bf16), except an
+          // untied embedding table, of which it reads one row per sequence; plus each sequence's state.
+          double weight_bytes = 0;
+          for (const Param& p : model.params().params()) {
+            const double elem = p.compute_offset >= 0 ? 2.0 : 4.0;
+            const bool table = !s.tied && p.name == "model.word_embed.weight";
+            weight_bytes += elem * double(table ? s.d : p.numel);
+          }
           const double state_bytes = double(sequence_state_bytes(model.config(), ctx));
           for (int64_t B : batches) {
             std::vector<SequenceState> seqs(static_cast<size_t>(B), base);
@@ -146,13 +164,14 @@ int main(int argc, char** argv) {
             const double bytes_per_step = weight_bytes + double(B) * state_bytes;
             const double decode_bw = bytes_per_step / step_s / (m.read_gbs_n * 1e9);
             const size_t bytes = base.bytes();
-            fmt::print("{:<6} {:<12} {:>7} {:>5} {:>3} {:>12.1f} {:>12.1f} {:>6.1f}% {:>12.1f} {:>12.1f} {:>6.1f}% "
+            fmt::print("{:<6} {:<12} {:<5} {:>7} {:>5} {:>3} {:>12.1f} {:>12.1f} {:>6.1f}% {:>12.1f} {:>12.1f} {:>6.1f}% "
                        "{:>10.2f} MiB\n",
-                       s.name, arch, ctx, B, thr, prefill_tps, prefill_cpu, 100 * prefill_gemm, decode_tps, decode_cpu,
+                       s.name, arch, precision_name(prec), ctx, B, thr, prefill_tps, prefill_cpu, 100 * prefill_gemm, decode_tps, decode_cpu,
                        100 * decode_bw, double(bytes) / (1 << 20));
             std::fflush(stdout);
             results.push_back({{"shape", s.name},
                                {"arch", arch},
+                               {"precision", precision_name(prec)},
                                {"context", ctx},
                                {"batch", B},
                                {"threads", thr},

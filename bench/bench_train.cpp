@@ -1,13 +1,17 @@
 // Training-step throughput (forward + backward + AdamW) and model FLOPs utilisation, for TransXSSM and a
-// Transformer of the same size, side by side with the same model written in PyTorch (bench/torch_peer.py,
-// Debian python3-torch, same thread count). MFU is against the fp32 GEMM ceiling measured at the start of the
-// run (bench/machine_ceiling.h), not a fixed peak: the CPU under the bench changes between runs. Usage:
-//   bench_train [--steps N] [--threads N] [--no-peer] [--only tiny|d512] [--seqs 1024,4096] [--json FILE]
+// Transformer of the same size, in fp32 and in bf16 mixed precision, side by side with the same model written
+// in PyTorch (bench/torch_peer.py, Debian python3-torch, same thread count, fp32). MFU is against the GEMM
+// ceiling of the row's precision measured at the start of the run (bench/machine_ceiling.h), not a fixed peak:
+// the CPU under the bench changes between runs. The precisions alternate per shape (fp32, bf16, fp32, …) so a
+// load change on the machine hits both. Usage:
+//   bench_train [--steps N] [--threads N] [--no-peer] [--only tiny|d512] [--seqs 1024,4096]
+//               [--precisions fp32,bf16] [--json FILE]
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -32,12 +36,13 @@ struct Result {
   double tokens_per_s = 0, mfu = 0;
 };
 
-Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int steps, double ceiling_flops) {
+Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int steps, double ceiling_flops,
+                  Precision precision) {
   nlohmann::json over = {{"arch", arch}, {"hidden_size", s.d}, {"num_hidden_layers", s.layers},
                          {"num_attention_heads", s.heads}, {"num_key_value_heads", s.heads},
                          {"intermediate_size", s.inter}, {"vocab_size", s.vocab},
                          {"max_position_embeddings", seq}};
-  Model model(resolve_config("", "", over));
+  Model model(resolve_config("", "", over), cpu_backend(), ModelOptions{precision, true});
   model.init(1);
   AdamW opt(model.backend(), model.params(), AdamWConfig{});
   Rng rng(1);
@@ -48,6 +53,7 @@ Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int step
     model.params().zero_grads();
     model.forward_backward(ids.data(), targets.data(), 1, seq, 1.0f / float(seq));
     opt.step(1e-4);
+    model.params().refresh_compute();  // as the trainer does after every update
   };
   step();  // warm-up: buffers allocated, primitives created
   const auto t0 = std::chrono::steady_clock::now();
@@ -88,6 +94,7 @@ int main(int argc, char** argv) {
   bool peer = true;
   std::string only, json_path;
   std::vector<int64_t> seqs = {1024, 4096};
+  std::vector<Precision> precisions = {Precision::F32, Precision::BF16};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -96,6 +103,15 @@ int main(int argc, char** argv) {
     else if (a == "--no-peer") peer = false;
     else if (a == "--only") only = next();
     else if (a == "--json") json_path = next();
+    else if (a == "--precisions") {
+      precisions.clear();
+      std::string v = next();
+      for (size_t p = 0; p < v.size();) {
+        size_t q = v.find(',', p);
+        precisions.push_back(parse_precision(v.substr(p, q - p)));
+        p = q == std::string::npos ? v.size() : q + 1;
+      }
+    }
     else if (a == "--seqs") {
       seqs.clear();
       std::string v = next();
@@ -106,7 +122,7 @@ int main(int argc, char** argv) {
       }
     } else {
       std::fprintf(stderr, "usage: bench_train [--steps N] [--threads N] [--no-peer] [--only tiny|d512] "
-                           "[--seqs 1024,4096] [--json FILE]\n");
+                           "[--seqs 1024,4096] [--precisions fp32,bf16] [--json FILE]\n");
       return 2;
     }
   }
@@ -114,32 +130,41 @@ int main(int argc, char** argv) {
   const int nthreads = num_threads();
   const std::vector<Shape> shapes = {{"tiny", 256, 8, 4, 768, 256}, {"d512", 512, 8, 8, 1536, 50304}};
   const bench::MachineCeiling machine = bench::measure_machine(nthreads);
-  const double ceiling = machine.gemm_gflops("fp32") * 1e9;
   machine.print();
-  fmt::print("training step = forward + backward + AdamW, batch 1, fp32, {} threads; "
-             "MFU = % of the measured fp32 GEMM ceiling ({:.0f} GFLOP/s)\n",
-             nthreads, ceiling / 1e9);
-  fmt::print("{:<6} {:>6} {:<12} {:>12} {:>7} {:>12} {:>9}\n", "model", "seq", "arch", "ours tok/s", "MFU",
-             "torch tok/s", "vs torch");
+  fmt::print("training step = forward + backward + AdamW, batch 1, {} threads; MFU = % of the measured GEMM "
+             "ceiling of the row's precision (fp32 {:.0f}, bf16 {:.0f} GFLOP/s); torch peer in fp32\n",
+             nthreads, machine.gemm_gflops("fp32"), machine.gemm_gflops("bf16"));
+  fmt::print("{:<6} {:>6} {:<12} {:<5} {:>12} {:>7} {:>12} {:>9}\n", "model", "seq", "arch", "prec", "ours tok/s",
+             "MFU", "torch tok/s", "vs torch");
   nlohmann::json all = nlohmann::json::array();
   for (auto& s : shapes) {
     if (!only.empty() && s.name != only) continue;
     for (int64_t seq : seqs) {
-      double ours[2] = {0, 0};
-      int k = 0;
+      std::map<std::pair<std::string, Precision>, double> tps;
       for (std::string arch : {"transxssm", "transformer"}) {
-        Result r = bench_ours(s, arch, seq, steps, ceiling);
         const double theirs = peer ? bench_peer(s, arch, seq, nthreads) : 0;
-        ours[k++] = r.tokens_per_s;
-        fmt::print("{:<6} {:>6} {:<12} {:>12.0f} {:>6.1f}% {:>12} {:>9}\n", s.name, seq, arch, r.tokens_per_s,
-                   100 * r.mfu, theirs > 0 ? fmt::format("{:.0f}", theirs) : "-",
-                   theirs > 0 ? fmt::format("{:.1f}x", r.tokens_per_s / theirs) : "-");
-        std::fflush(stdout);
-        all.push_back({{"model", s.name}, {"seq", seq}, {"arch", arch}, {"tokens_per_s", r.tokens_per_s},
-                       {"mfu", r.mfu}, {"torch_tokens_per_s", theirs}, {"threads", nthreads},
-                       {"machine", machine.json()}});  // the ceilings this row's MFU is relative to
+        for (Precision prec : precisions) {
+          const double ceiling = machine.gemm_gflops(precision_name(prec)) * 1e9;
+          Result r = bench_ours(s, arch, seq, steps, ceiling, prec);
+          tps[{arch, prec}] = r.tokens_per_s;
+          const bool fp32 = prec == Precision::F32;
+          fmt::print("{:<6} {:>6} {:<12} {:<5} {:>12.0f} {:>6.1f}% {:>12} {:>9}\n", s.name, seq, arch,
+                     precision_name(prec), r.tokens_per_s, 100 * r.mfu,
+                     theirs > 0 && fp32 ? fmt::format("{:.0f}", theirs) : "-",
+                     theirs > 0 ? fmt::format("{:.1f}x", r.tokens_per_s / theirs) : "-");
+          std::fflush(stdout);
+          all.push_back({{"model", s.name}, {"seq", seq}, {"arch", arch}, {"precision", precision_name(prec)},
+                         {"tokens_per_s", r.tokens_per_s}, {"mfu", r.mfu}, {"torch_fp32_tokens_per_s", theirs},
+                         {"threads", nthreads}, {"machine", machine.json()}});  // the ceilings behind this MFU
+        }
       }
-      fmt::print("{:<6} {:>6} transxssm / transformer tokens/s = {:.2f}x\n", s.name, seq, ours[0] / ours[1]);
+      for (Precision prec : precisions)
+        fmt::print("{:<6} {:>6} {:<5} transxssm / transformer tokens/s = {:.2f}x\n", s.name, seq, precision_name(prec),
+                   tps[{"transxssm", prec}] / tps[{"transformer", prec}]);
+      if (tps.count({"transxssm", Precision::BF16}) && tps.count({"transxssm", Precision::F32}))
+        for (std::string arch : {"transxssm", "transformer"})
+          fmt::print("{:<6} {:>6} {:<12} bf16 / fp32 tokens/s = {:.2f}x\n", s.name, seq, arch,
+                     tps[{arch, Precision::BF16}] / tps[{arch, Precision::F32}]);
     }
   }
   if (!json_path.empty()) write_file_atomic(json_path, all.dump(2) + "\n");

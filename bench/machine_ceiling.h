@@ -1,8 +1,10 @@
 // What this machine can do at best, measured in the same run as a benchmark: the CPU under a bench run
 // changes from day to day (Zen 5 one day, Zen 4 at half the fp32 peak another), so efficiency is reported
 // against these measured ceilings, never against a fixed peak.
-//   - GEMM ceiling: best sustained GFLOP/s of the backend's own GEMM over large model-like shapes (one row
-//     per dtype; fp32 now, bf16 to come), i.e. the best the matmul-bound parts of a step could reach.
+//   - GEMM ceiling: best sustained GFLOP/s of the backend's own GEMM over large model-like shapes, one row
+//     per dtype: fp32 (oneDNN sgemm) and bf16 (oneDNN's bf16 matmul with both operands already in bf16 and
+//     fp32 accumulation — the bf16 mode's linear layers also round their fp32 activations on the way in,
+//     which counts against them), i.e. the best the matmul-bound parts of a step could reach.
 //   - Read bandwidth: sustained streaming reads from DRAM, the bound for decoding (weights + state per step).
 #pragma once
 #include <fmt/format.h>
@@ -18,6 +20,7 @@
 
 #include "core/buffer.h"
 #include "ops/backend.h"
+#include "ops/cpu/gemm.h"
 
 namespace txs::bench {
 
@@ -27,8 +30,13 @@ inline void backend_gemm_fp32(const float* x, const float* W, float* y, int64_t 
   txs::cpu_backend().linear_forward(view(x, rows, in), view(W, out, in), view(y, rows, out));
 }
 
+// The bf16 GEMM without the activation rounding: x [rows,in] and W [out,in] in bf16, y fp32.
+inline void backend_gemm_bf16(const bf16* x, const bf16* W, float* y, int64_t rows, int64_t in, int64_t out) {
+  txs::cpu::gemm_bf16(false, true, rows, out, in, x, in, W, in, false, y, out);
+}
+
 struct GemmCeiling {
-  std::string dtype;                  // "fp32" (later "bf16")
+  std::string dtype;                  // "fp32" or "bf16"
   double gflops = 0;                  // best sustained over the shapes
   int64_t rows = 0, in = 0, out = 0;  // the shape that reached it
 };
@@ -51,28 +59,37 @@ auto with_threads(int threads, F&& body) {
 
 }  // namespace detail
 
-// Best GFLOP/s of the backend's fp32 GEMM over a few large shapes like the models' Linear passes, within
-// about `seconds` in all (each shape gets an equal slice, best of at least 2 timed calls after a warm-up:
-// the best call is the one least disturbed by other processes).
-inline GemmCeiling measure_gemm_ceiling(int threads, double seconds = 1.5) {
+// Best GFLOP/s of the backend's fp32 or bf16 GEMM over a few large shapes like the models' Linear passes,
+// within about `seconds` in all (each shape gets an equal slice, best of at least 2 timed calls after a
+// warm-up: the best call is the one least disturbed by other processes).
+inline GemmCeiling measure_gemm_ceiling(int threads, const std::string& dtype = "fp32", double seconds = 1.5) {
   struct Shape { int64_t rows, in, out; };
   static constexpr Shape kShapes[] = {{2048, 2048, 2048}, {4096, 512, 1536}, {4096, 1536, 512}, {2048, 1024, 4096}};
   constexpr int kNum = int(std::size(kShapes));
+  const bool bf = dtype == "bf16";
   return detail::with_threads(threads, [&] {
-    GemmCeiling best{"fp32"};
+    GemmCeiling best{dtype};
     for (const Shape& s : kShapes) {
       Buffer<float> x(size_t(s.rows * s.in)), W(size_t(s.out * s.in)), y(size_t(s.rows * s.out));
+      Buffer<bf16> x16(bf ? x.size() : 0), W16(bf ? W.size() : 0);
       // Small non-zero values: no denormals, no special-cased zeros.
       for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 17) - 8) * 0.01f;
       for (size_t i = 0; i < W.size(); ++i) W[i] = float(int(i % 13) - 6) * 0.01f;
+      if (bf) to_bf16(x.data(), x16.data(), int64_t(x.size())), to_bf16(W.data(), W16.data(), int64_t(W.size()));
+      auto call = [&] {
+        if (bf)
+          backend_gemm_bf16(x16.data(), W16.data(), y.data(), s.rows, s.in, s.out);
+        else
+          backend_gemm_fp32(x.data(), W.data(), y.data(), s.rows, s.in, s.out);
+      };
       const double flop = 2.0 * double(s.rows) * double(s.in) * double(s.out);
-      backend_gemm_fp32(x.data(), W.data(), y.data(), s.rows, s.in, s.out);  // warm-up: primitive, pages
+      call();  // warm-up: primitive, pages
       const auto start = std::chrono::steady_clock::now();
       for (int rep = 0; rep < 2 || detail::seconds_since(start) < seconds / kNum; ++rep) {
         const auto t0 = std::chrono::steady_clock::now();
-        backend_gemm_fp32(x.data(), W.data(), y.data(), s.rows, s.in, s.out);
+        call();
         const double g = flop / detail::seconds_since(t0) * 1e-9;
-        if (g > best.gflops) best = {"fp32", g, s.rows, s.in, s.out};
+        if (g > best.gflops) best = {dtype, g, s.rows, s.in, s.out};
       }
     }
     return best;
@@ -149,11 +166,12 @@ struct MachineCeiling {
   }
 };
 
-// Both ceilings at `threads` threads (~2 s). Pass `buf` to reuse one read buffer across calls.
+// The GEMM ceilings (fp32, bf16) and read bandwidth at `threads` threads (~3.5 s). Pass `buf` to reuse one read buffer across calls.
 inline MachineCeiling measure_machine(int threads, const Buffer<float>* buf = nullptr) {
   MachineCeiling m;
   m.threads = std::max(1, threads);
-  m.gemm.push_back(measure_gemm_ceiling(m.threads));
+  m.gemm.push_back(measure_gemm_ceiling(m.threads, "fp32"));
+  m.gemm.push_back(measure_gemm_ceiling(m.threads, "bf16"));
   Buffer<float> own;
   if (!buf) own = make_read_buffer(), buf = &own;
   m.read_gbs_1 = measure_read_bandwidth(1, *buf);

@@ -21,8 +21,8 @@
 // bf16 mode (ops/backend.h), the same kernels as the f32 column: the column lists them in the table as
 // "fp32 in bf16 mode" and skips them (GTEST_SKIP with that reason). Each product output is checked twice:
 //  * against the fp64 template run on the inputs the product documents it sees (W rounded to bf16; the
-//    activations rounded to bf16 too where the CPU backend sends the product to oneDNN's bf16 matmul, left
-//    in fp32 where it takes the gemv path: x·Wᵀ with ≤ cpu::kGemvMaxRows rows) — what remains is fp32
+//    activations rounded to bf16 too, on oneDNN's bf16 matmul and on the gemv path — x·Wᵀ with
+//    ≤ cpu::kGemvMaxRows rows — alike) — what remains is fp32
 //    accumulation error, held to the *F32* row: this pins the rounding the kernel does, not just its size;
 //  * against the fp64 template on the unrounded inputs ("vs unrounded"), held to the BF16 row: the whole
 //    cost of storing the weights in bf16, which is what a user of the bf16 mode sees.
@@ -310,12 +310,10 @@ class Conformance : public ::testing::TestWithParam<BackendEntry> {
     for (auto& x : m.v) x = scale * rng.normal();
     return round_to(std::move(m), t);
   }
-  // The activation operand of a bf16 product as the CPU backend feeds it: rounded to bf16 on the way into
-  // oneDNN's matmul, kept fp32 by the gemv path (x·Wᵀ with at most cpu::kGemvMaxRows rows). Identity in a
-  // column without low-precision weights.
-  Mat product_input(const Mat& m, bool gemv_path) const {
-    return mixed && !gemv_path ? round_to(m, wdt) : m;
-  }
+  // The activation operand of a bf16 product as the CPU backend feeds it: rounded to bf16, on the way into
+  // oneDNN's matmul and on the gemv path (x·Wᵀ with at most cpu::kGemvMaxRows rows) alike, so a row's
+  // result does not depend on the batch it is in. Identity in a column without low-precision weights.
+  Mat product_input(const Mat& m, bool /*gemv_path*/) const { return mixed ? round_to(m, wdt) : m; }
   bool gemv_path(int64_t rows) const { return mixed && rows <= cpu::kGemvMaxRows; }
 
   // A column that runs these ops in fp32 says so in the table (and the test is skipped: the f32 column

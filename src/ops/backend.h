@@ -7,7 +7,8 @@
 // accumulate so that several passes can share one gradient buffer. Semantics of each op are documented
 // next to the CPU kernels in src/ops/cpu/*.h; the float64 instantiations of those kernels are what the
 // backend-conformance suite (tests/test_backend_conformance.cpp) checks every backend against.
-// The CPU backend computes in fp32 (its kernels are also instantiated in fp64 for the tests).
+// The CPU backend computes in fp32, or with bf16 weights in its products (the bf16 mode); its kernels are
+// also instantiated in fp64 for the tests.
 #pragma once
 #include <cstdint>
 
@@ -38,7 +39,7 @@ class Backend {
   // ---- dense --------------------------------------------------------------------------------------------
   // Mixed precision: W (and the LM head's / the embedding's table) may be bf16 while activations and
   // gradients stay fp32; then the products take bf16 inputs (fp32 operands rounded on the way in) and
-  // accumulate in fp32. Every other op computes in fp32: see src/ops/cpu/README.md for why, per kernel.
+  // accumulate in fp32. Every other op computes in fp32; each kernel's header in src/ops/cpu says why.
   // y[rows,out] = x[rows,in] · W[out,in]ᵀ. x, y contiguous.
   virtual void linear_forward(const Tensor& x, const Tensor& W, const Tensor& y) = 0;
   // dx = dy·W (written, or accumulated when accumulate_dx; dx may be absent), dW += dyᵀ·x.

@@ -1,4 +1,6 @@
 // AdamW with decoupled weight decay (Loshchilov & Hutter): w -= lr·(m̂/(sqrt(v̂)+eps) + wd·w).
+// bf16 mode: fp32 — it updates the fp32 masters from fp32 gradients and moments (an update of lr·1e-3
+// relative size would vanish when added to a bf16 weight, whose spacing is 2^-8 relative).
 #pragma once
 #include <cstdint>
 

@@ -1,5 +1,8 @@
 // Causal softmax attention, flash-style: tiled with an online softmax, never materialising the
 // T×T score matrix; grouped-query (kv_heads divides heads); scale 1/sqrt(head_dim); softmax in fp32+.
+// bf16 mode: fp32 (q, k, v come fp32 from the projections; the KV cache is fp32). The running max, the
+// exponentials and the normaliser must stay fp32; the QKᵀ and PV tiles could take bf16 inputs, but at the
+// head dims here (64) the tile products are short and the softmax work dominates, so it is left for later.
 #pragma once
 #include <cstdint>
 

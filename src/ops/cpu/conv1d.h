@@ -1,6 +1,7 @@
 // Causal depthwise convolution over time followed by SiLU (Mamba-2's short conv and the conv ablation):
 //   y[b,t,c] = silu(bias[c] + Σ_{j<W} w[c,j] · x[b, t−W+1+j, c]),  x at negative times = 0.
 // Weight layout is PyTorch Conv1d's [C, 1, W].
+// bf16 mode: fp32: a 4-tap depthwise filter is memory-bound and its weights are a few KB.
 #pragma once
 #include <cstdint>
 

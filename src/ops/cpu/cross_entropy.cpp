@@ -21,9 +21,14 @@ namespace {
 template <class T, class WT, class TB>
 void head_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const TB* B,
                int64_t ldb, bool accumulate, T* C, int64_t ldc) {
-  if constexpr (std::is_same_v<WT, bf16>)
+  if constexpr (std::is_same_v<WT, bf16>) {
     gemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
-  else
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<TB, float>) {
+    if (!trans_a && trans_b && M > 0 && M <= kGemvMaxRows)  // decoding's logits: stream the head once
+      gemv(M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    else
+      gemm<T>(trans_a, trans_b, M, N, K, T(1), A, lda, B, ldb, accumulate ? T(1) : T(0), C, ldc);
+  } else
     gemm<T>(trans_a, trans_b, M, N, K, T(1), A, lda, B, ldb, accumulate ? T(1) : T(0), C, ldc);
 }
 }  // namespace

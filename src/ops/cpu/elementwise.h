@@ -1,5 +1,7 @@
 // Small pointwise kernels of the blocks: SiLU-gated products, residual scales, Δ = softplus(dt + bias),
 // embedding lookup.
+// bf16 mode: all fp32 (memory-bound pointwise work on fp32 activations), except that embedding_forward
+// reads a bf16 table (the matrices are stored bf16 in that mode) and widens each row exactly.
 #pragma once
 #include <cstdint>
 

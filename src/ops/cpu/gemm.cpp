@@ -100,7 +100,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 
 template <class T>
 void linear_forward(const T* x, const T* W, T* y, int64_t rows, int64_t in, int64_t out) {
-  // y[rows,out] = x[rows,in] · W[out,in]^T
+  // y[rows,out] = x[rows,in] · W[out,in]^T; a few rows (decoding) stream W once through gemv.
+  if constexpr (std::is_same_v<T, float>)
+    if (rows > 0 && rows <= kGemvMaxRows && !omp_in_parallel()) return gemv(rows, out, in, x, in, W, in, false, y, out);
   gemm<T>(false, true, rows, out, in, T(1), x, in, W, in, T(0), y, out);
 }
 
@@ -197,26 +199,30 @@ void matmul_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
   stream.wait();
 }
 
-// One output row n for R ≤ kGemvMaxRows input rows: acc[m] = Σ_k A[m,k]·W[n,k].
-template <int R>
-void gemv_row(const float* A, int64_t lda, const bf16* w, int64_t K, float* acc) {
+// One output row n for R ≤ kGemvMaxRows input rows: acc[m] = Σ_k A[m,k]·W[n,k], W fp32 or bf16 (widened to
+// fp32 in registers: the products and sums are fp32 either way).
+template <int R, class WT>
+void gemv_row(const float* A, int64_t lda, const WT* w, int64_t K, float* acc) {
   int64_t k = 0;
 #if defined(__AVX512F__)
   __m512 s[R];
   for (int m = 0; m < R; ++m) s[m] = _mm512_setzero_ps();
   // bf16 → fp32: zero-extend to 32 bits, shift into the high half. (The masked forms avoid GCC 12's
   // false -Wuninitialized on the unmasked intrinsics' _mm512_undefined operands.)
-  const __mmask16 all = 0xffff;
-  auto widen = [all](__m256i h) {
-    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16));
+  auto load_w = [](const WT* p, __mmask16 mask) {
+    if constexpr (std::is_same_v<WT, bf16>)
+      return _mm512_castsi512_ps(
+          _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(mask, p)), 16));
+    else
+      return _mm512_maskz_loadu_ps(mask, p);
   };
   for (; k + 16 <= K; k += 16) {
-    const __m512 wv = widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k)));
+    const __m512 wv = load_w(w + k, 0xffff);
     for (int m = 0; m < R; ++m) s[m] = _mm512_fmadd_ps(_mm512_loadu_ps(A + m * lda + k), wv, s[m]);
   }
   if (k < K) {
     const __mmask16 mask = __mmask16((1u << (K - k)) - 1);
-    const __m512 wv = widen(_mm256_maskz_loadu_epi16(mask, w + k));
+    const __m512 wv = load_w(w + k, mask);
     for (int m = 0; m < R; ++m) s[m] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, A + m * lda + k), wv, s[m]);
     k = K;
   }
@@ -231,11 +237,16 @@ void gemv_row(const float* A, int64_t lda, const bf16* w, int64_t K, float* acc)
   for (int m = 0; m < R; ++m) acc[m] = 0;
 #endif
   for (; k < K; ++k)
-    for (int m = 0; m < R; ++m) acc[m] += A[m * lda + k] * to_f32(w[k]);
+    for (int m = 0; m < R; ++m) {
+      if constexpr (std::is_same_v<WT, bf16>)
+        acc[m] += A[m * lda + k] * to_f32(w[k]);
+      else
+        acc[m] += A[m * lda + k] * w[k];
+    }
 }
 
-template <int R>
-void gemv_rows(int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw, bool accumulate,
+template <int R, class WT>
+void gemv_rows(int64_t N, int64_t K, const float* A, int64_t lda, const WT* W, int64_t ldw, bool accumulate,
                float* C, int64_t ldc) {
 #pragma omp parallel for schedule(static) if (N * K > 65536 && !omp_in_parallel())
   for (int64_t n = 0; n < N; ++n) {
@@ -247,8 +258,9 @@ void gemv_rows(int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W,
 
 }  // namespace
 
-void gemv_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bf16* W, int64_t ldw,
-               bool accumulate, float* C, int64_t ldc) {
+template <class WT>
+void gemv(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const WT* W, int64_t ldw, bool accumulate,
+          float* C, int64_t ldc) {
   check_gemm_args(false, true, M, N, K, A, lda, W, ldw, C, ldc);
   switch (M) {
     case 0: return;
@@ -260,9 +272,13 @@ void gemv_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, con
     case 6: return gemv_rows<6>(N, K, A, lda, W, ldw, accumulate, C, ldc);
     case 7: return gemv_rows<7>(N, K, A, lda, W, ldw, accumulate, C, ldc);
     case 8: return gemv_rows<8>(N, K, A, lda, W, ldw, accumulate, C, ldc);
-    default: fail("gemv_bf16: {} rows, at most {} supported", M, kGemvMaxRows);
+    default: fail("gemv: {} rows, at most {} supported", M, kGemvMaxRows);
   }
 }
+template void gemv<float>(int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, bool, float*,
+                          int64_t);
+template void gemv<bf16>(int64_t, int64_t, int64_t, const float*, int64_t, const bf16*, int64_t, bool, float*,
+                         int64_t);
 
 template <class TA, class TB>
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const TA* A, int64_t lda, const TB* B,
@@ -271,7 +287,15 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, cons
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, accumulate ? 1.0f : 0.0f, C, ldc);
   if constexpr (std::is_same_v<TA, float> && std::is_same_v<TB, bf16>)
-    if (!trans_a && trans_b && M <= kGemvMaxRows) return gemv_bf16(M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    if (!trans_a && trans_b && M <= kGemvMaxRows) {
+      // The activations are rounded to bf16 here too, so a row's result does not depend on how many rows
+      // share the call (a decode batch of 8 and one of 9 give the same logits).
+      static thread_local Buffer<float> rounded;
+      rounded.resize(size_t(M * K));
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k) rounded[size_t(m * K + k)] = round_bf16(A[m * lda + k]);
+      return gemv(M, N, K, rounded.data(), K, B, ldb, accumulate, C, ldc);
+    }
   const bf16* a = as_bf16(A, trans_a ? K : M, trans_a ? M : K, lda, 0);
   const bf16* b = as_bf16(B, trans_b ? N : K, trans_b ? K : N, ldb, 1);
   matmul_bf16(trans_a, trans_b, M, N, K, a, lda, b, ldb, accumulate, C, ldc);

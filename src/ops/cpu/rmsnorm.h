@@ -1,4 +1,6 @@
 // RMSNorm: y = g ⊙ x / sqrt(mean(x²) + eps). Statistics in fp32 or better.
+// bf16 mode: fp32. The mean of squares over d values and its reciprocal root scale every output: a bf16
+// input would put a 0.4% error on each row's scale, and the op is memory-bound, so bf16 would gain little.
 #pragma once
 #include <cstdint>
 

@@ -1,5 +1,7 @@
 // Unified RoPE: one cos/sin table (per rotated dimension D) shared by attention q,k and SSD C,B.
 // Rotate-half pairing: element i pairs with i + D/2; ω_i = θ^(−2i/D).
+// bf16 mode: fp32. It rotates fp32 activations in place between a GEMM output and the attention/scan; the
+// angles reach 10⁴ radians at long context, where a bf16 cos/sin would be wrong in the second digit.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -2,6 +2,8 @@
 //   S_t = exp(Δ_t·A_h)·S_{t−1} + Δ_t · x_t ⊗ B_t,   y_t = S_t · C_t  (+ D_h·x_t when D is given)
 // Training uses the chunked algorithm (intra-chunk quadratic part, chunk states, inter-chunk
 // recurrence, state-to-output) with cumulative sums and exponentials in fp32 or better.
+// bf16 mode: fp32. exp(cumsum(Δ·A)) over a chunk needs fp32 (a bf16 cumulative sum loses the small decay
+// differences the scan depends on), and the carried state accumulates over every token of a sequence.
 #pragma once
 #include <cstdint>
 
