@@ -49,6 +49,11 @@ CrossEntropyResult lm_head_cross_entropy(const T* h, const WT* W, const int32_t*
   // grown, never freed: at 256 × 50304 floats this is 51 MB that would otherwise be re-faulted each step.
   static thread_local Buffer<T> logits_buf;
   logits_buf.resize(size_t(nb_max * vocab));
+  // bf16 mode: the gradient of the logits rounded to bf16 once, while it is in cache, for both products.
+  constexpr bool kBf16 = std::is_same_v<WT, bf16>;
+  static thread_local Buffer<bf16> dz16_buf;
+  if (kBf16 && dh) dz16_buf.resize(size_t(nb_max * vocab));
+  bf16* const dz16 = dz16_buf.data();  // this thread's buffer, written by the OpenMP workers below
   std::vector<double> row_logprob(size_t(rows), 0.0);
 
   for (int64_t r0 = 0; r0 < rows; r0 += block_rows) {
@@ -64,6 +69,7 @@ CrossEntropyResult lm_head_cross_entropy(const T* h, const WT* W, const int32_t*
       if (tgt < 0) {
         // No target: no loss and no gradient from this row.
         if (dh) std::fill_n(z, vocab, T(0));
+        if (kBf16 && dh) std::fill_n(dz16 + i * vocab, vocab, bf16{});
         continue;
       }
       // log p_j = z_j − m − log Σ_k exp(z_k − m), m = max z (so every exp is ≤ 1); the sum in double.
@@ -81,10 +87,17 @@ CrossEntropyResult lm_head_cross_entropy(const T* h, const WT* W, const int32_t*
 #pragma omp simd
         for (int64_t j = 0; j < vocab; ++j) z[j] = grad_scale * exp_fast(z[j] - l);
         z[tgt] -= grad_scale;
+        if constexpr (kBf16) to_bf16(z, dz16 + i * vocab, vocab);
       }
     }
 
-    if (dh) {
+    if constexpr (kBf16) {
+      if (dh) {
+        const bf16* dz = dz16;
+        gemm_bf16(false, false, nb, dim, vocab, dz, vocab, W, dim, false, dh + r0 * dim, dim);  // dz·W
+        gemm_bf16(true, false, vocab, dim, nb, dz, vocab, hb, dim, true, dW, dim);              // dzᵀ·h
+      }
+    } else if (dh) {
       head_gemm<T, WT>(false, false, nb, dim, vocab, logits, vocab, W, dim, false, dh + r0 * dim, dim);  // dz·W
       head_gemm<T, WT>(true, false, vocab, dim, nb, logits, vocab, hb, dim, true, dW, dim);              // dzᵀ·h
     }

@@ -323,6 +323,8 @@ template void gemm_bf16<float, bf16>(bool, bool, int64_t, int64_t, int64_t, cons
                                      int64_t, bool, float*, int64_t);
 template void gemm_bf16<float, float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*,
                                       int64_t, bool, float*, int64_t);
+template void gemm_bf16<bf16, float>(bool, bool, int64_t, int64_t, int64_t, const bf16*, int64_t, const float*,
+                                     int64_t, bool, float*, int64_t);
 template void gemm_bf16<bf16, bf16>(bool, bool, int64_t, int64_t, int64_t, const bf16*, int64_t, const bf16*,
                                     int64_t, bool, float*, int64_t);
 
