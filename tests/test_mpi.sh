@@ -106,4 +106,18 @@ set -e
 "${MPIRUN[@]}" -np 2 "$BIN" train --resume "$WORK/stopped" > "$WORK/resumed3.log" 2>&1 || { cat "$WORK/resumed3.log"; fail "resume 1 → 2"; }
 echo "1-process checkpoint (step 4) resumed with 2 processes vs 1 process throughout (steps 5..12):"
 $CMP --steps 5:12 "$WORK/one" "$WORK/stopped" || fail "1 → 2 processes differs"
+# --- 5. bf16 mixed precision: 2 processes --zero1 vs 1 process; a bf16 run resumed in fp32 ----------------
+# The masters and moments are fp32 and reduced as in fp32; a one-ulp difference of a master can flip its bf16
+# rounding, so the runs agree to bf16 tolerance, not bit for bit.
+train1 --precision bf16 --out "$WORK/bf1" > "$WORK/bf1.log" 2>&1 || { cat "$WORK/bf1.log"; fail "bf16 1-process run"; }
+train2 --precision bf16 --zero1 --out "$WORK/bf2" > "$WORK/bf2.log" 2>&1 || { cat "$WORK/bf2.log"; fail "bf16 2-process run"; }
+echo "bf16: 2 processes --zero1 vs 1 process:"
+$CMP --loss-tol 2e-3 --weight-tol 5e-3 "$WORK/bf1" "$WORK/bf2" || fail "bf16 2 processes differ from 1"
+set +e
+TRANSXSSM_TEST_FAULT=0:6:exit train1 --precision bf16 --out "$WORK/bfstop" > "$WORK/bfstop.log" 2>&1
+set -e
+"$BIN" train --resume "$WORK/bfstop" --precision fp32 > "$WORK/bfres.log" 2>&1 || { cat "$WORK/bfres.log"; fail "bf16 → fp32 resume"; }
+grep -q "steps 5..12" "$WORK/bfres.log" || { cat "$WORK/bfres.log"; fail "did not resume from step 4"; }
+echo "bf16 checkpoint (step 4) resumed in fp32 vs bf16 throughout (steps 5..12):"
+$CMP --steps 5:12 --loss-tol 2e-3 --weight-tol 5e-3 "$WORK/bf1" "$WORK/bfstop" || fail "bf16 → fp32 resume differs"
 echo "OK all"
