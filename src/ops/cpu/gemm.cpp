@@ -123,15 +123,7 @@ namespace {
 void round_rows(const float* src, int64_t rows, int64_t cols, int64_t ld, bf16* dst) {
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* s = src + r * ld;
-    bf16* d = dst + r * cols;
-    int64_t c = 0;
-#if defined(__AVX512BF16__)
-    // vcvtneps2bf16: round to nearest even, 16 at a time (denormal inputs flush to zero).
-    for (; c + 16 <= cols; c += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + c), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + c)));
-#endif
-    for (; c < cols; ++c) d[c] = to_bf16(s[c]);
+    to_bf16(src + r * ld, dst + r * cols, cols);
   }
 }
 
