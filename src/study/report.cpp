@@ -26,6 +26,7 @@ bool is_num(const json& j) { return j.is_number() && std::isfinite(j.get<double>
 std::string fnum(const json& j, int prec = 4) {
   if (!is_num(j)) return "—";
   const double v = j.get<double>();
+  if (v == std::floor(v) && std::abs(v) < 1e15 && (j.is_number_integer() || std::abs(v) >= 1e5)) return fmt::format("{}", int64_t(v));
   if (std::abs(v) >= 1e5 || (std::abs(v) < 1e-3 && v != 0)) return fmt::format("{:.{}g}", v, prec);
   return fmt::format("{:.{}g}", v, std::max(prec, int(std::floor(std::log10(std::abs(v) + 1e-300))) + 1));
 }

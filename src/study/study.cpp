@@ -226,11 +226,17 @@ void run_study(const StudyOptions& o_in) {
       (void)r;
       timing["train_s_last_invocation"] = now_s() - t0;
     }
-    if (i == 0)
+    {  // the equivalent plain commands of this architecture's run and evaluation
+      nlohmann::json cfg = m.overrides;
+      cfg["arch"] = arch;
+      cfg["size"] = o.size;
+      write_json(run_dir / "study_config.json", cfg);
       commands.push_back(fmt::format(
-          "transxssm train --arch {} --size {} --config <intermediate_size and vocab_size of results.json> --data {} "
-          "--tokenizer {} --steps {} --seq-len {} --batch-size {} --lr {} --out {}",
-          arch, o.size, shards.string(), tok_path, steps, o.seq_len, o.batch_size, o.lr, run_dir.string()));
+          "transxssm train --config {} --data {} --tokenizer {} --steps {} --seq-len {} --batch-size {} --lr {} "
+          "--min-lr {} --warmup {} --val-every {} --val-batches {} --seed {} --out {}",
+          (run_dir / "study_config.json").string(), shards.string(), tok_path, steps, o.seq_len, o.batch_size, o.lr,
+          o.lr / 10, std::min<int64_t>(100, steps / 10), val_every, o.val_batches, o.seed, run_dir.string()));
+    }
     const double train_compute_s = train_seconds(run_dir / "metrics.jsonl", tokens_per_step);
     timing["train_s"] = train_compute_s;
 
