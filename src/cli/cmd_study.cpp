@@ -50,6 +50,7 @@ void register_study_command(CLI::App& app) {
   cmd->add_option("--ppl-limit", o->ppl_limit, "WikiText-2 articles / PTB lines for perplexity (0: all)")->capture_default_str();
   cmd->add_option("--needle-depths", o->needle_depths, "needle/passkey depths from 0% to 100%")->capture_default_str();
   cmd->add_option("--val-every", o->val_every, "validation every K steps (0: 10 per run)");
+  cmd->add_option("--val-batches", o->val_batches, "batches per validation")->capture_default_str();
   cmd->add_option("--budget-minutes", o->budget_minutes,
                   "after the first architecture, warn (and suggest --tokens) when the estimated total exceeds this");
   cmd->add_option("--seed", o->seed)->capture_default_str();

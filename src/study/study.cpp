@@ -304,19 +304,21 @@ void run_study(const StudyOptions& o_in) {
     // After the first architecture: the estimated wall time of the whole study.
     if (!estimated) {
       estimated = true;
-      const double per_arch = timing.value("train_s", 0.0) + timing.value("eval_s", 0.0) + timing.value("throughput_s", 0.0);
+      // Training as this invocation saw it (validation and checkpoints included) when it trained the whole run.
+      const double train_s = std::max(timing.value("train_s", 0.0), timing.value("train_s_last_invocation", 0.0));
+      const double per_arch = train_s + timing.value("eval_s", 0.0) + timing.value("throughput_s", 0.0);
       const double total = per_arch * n;
       say(fmt::format("estimated total wall time: {} ({} per architecture: train {}, eval {}, throughput {}; "
                       "this invocation so far {})",
                       Progress::format_duration(total), Progress::format_duration(per_arch),
-                      Progress::format_duration(timing.value("train_s", 0.0)),
+                      Progress::format_duration(train_s),
                       Progress::format_duration(timing.value("eval_s", 0.0)),
                       Progress::format_duration(timing.value("throughput_s", 0.0)),
                       Progress::format_duration(now_s() - t_start)));
       if (o.budget_minutes > 0 && total > 60 * o.budget_minutes) {
-        const double other = (per_arch - timing.value("train_s", 0.0)) * n;
+        const double other = (per_arch - train_s) * n;
         const double train_budget = 60 * o.budget_minutes - other;
-        const double scale = train_budget / std::max(1e-9, timing.value("train_s", 0.0) * n);
+        const double scale = train_budget / std::max(1e-9, train_s * n);
         say(fmt::format("warning: the estimate is over --budget-minutes {}; {}", o.budget_minutes,
                         scale > 0 ? fmt::format("--tokens {} would fit (rerun in a new --out)",
                                                 int64_t(double(o.tokens) * scale))
