@@ -18,4 +18,5 @@ void register_train_command(CLI::App& app);       // train                      
 void register_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train, prepare (cmd_tokenizer.cpp)
 void register_infer_commands(CLI::App& app);      // generate, serve                       (cmd_infer.cpp)
 void register_eval_commands(CLI::App& app);       // eval                                  (cmd_eval.cpp)
+void register_study_command(CLI::App& app);       // study                                 (cmd_study.cpp)
 }  // namespace txs::cli

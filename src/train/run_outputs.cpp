@@ -26,6 +26,7 @@ RunOutputs::RunOutputs(RunRole role, const TrainRun& run)
     truncate_metrics(metrics_path_, start_);
   }
   const auto& cfg = run.model->config();
+  label_ = run.progress_label;
   progress_.emplace(o.steps, start_);
   progress_->message(fmt::format("model: {} ({} layers: {} ssd, {} attention, {} mamba2), d={}, vocab {}, {:.2f}M parameters",
                                  cfg.arch, cfg.num_hidden_layers, cfg.count(LayerType::Ssd),
@@ -75,6 +76,7 @@ void RunOutputs::step(int64_t done, const StepStats& s, double elapsed_s, std::o
     return;
   }
   result_.last_loss = s.loss;
+  if (!label_.empty()) extra = extra.empty() ? label_ : label_ + " | " + extra;
   progress_->update(done, s.loss, s.lr, s.tokens_per_s, extra);
 }
 

@@ -33,7 +33,7 @@ class RunOutputs {
   int world_;
   const TrainOptions& o_;
   int64_t start_;
-  std::string arch_, metrics_path_, curve_path_;
+  std::string arch_, metrics_path_, curve_path_, label_;
   std::optional<Progress> progress_;
   std::ofstream metrics_;
   LossCurve curve_;

@@ -42,6 +42,7 @@ struct TrainRun {
   std::unique_ptr<Model> model;
   std::unique_ptr<AdamW> opt;
   int64_t consecutive_skips = 0;  // non-finite steps skipped in a row up to now (saved in the checkpoint)
+  std::string progress_label;     // shown on every progress line (train()'s progress_label); not saved
   int64_t start_step() const { return resume.step; }
 };
 

@@ -116,8 +116,9 @@ static void test_fault(const RunRole& role, int64_t step) {
 }
 
 // Every process sets up, steps and validates; only the first writes anything (RunOutputs, run_role.h).
-TrainResult train(const TrainRequest& request, RunRole role) {
+TrainResult train(const TrainRequest& request, RunRole role, const std::string& progress_label) {
   TrainRun run = set_up_run(request, role);
+  run.progress_label = progress_label;
   const TrainOptions& o = run.options;
   std::optional<DataParallel> dp_storage;
   if (role.world_size > 1) {

@@ -65,6 +65,7 @@ struct TrainResult {
 struct TrainRequest;  // train_setup.h
 
 // Runs (or, with request.resume_dir, resumes) training. A resumed run continues bit-identically.
-TrainResult train(const TrainRequest& request, RunRole role = {});
+// progress_label, when given, is shown on every progress line (e.g. "study 2/6 mamba2").
+TrainResult train(const TrainRequest& request, RunRole role = {}, const std::string& progress_label = "");
 
 }  // namespace txs
