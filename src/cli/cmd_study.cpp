@@ -37,6 +37,8 @@ void register_study_command(CLI::App& app) {
   cmd->add_option("--batch-size", o->batch_size, "sequences per step")->capture_default_str();
   cmd->add_option("--lr", o->lr, "peak learning rate (default: tiny 3e-3, 320m 1e-3, 1.3b 6e-4)");
   cmd->add_option("--threads", o->threads, "compute threads (default: all cores)");
+  cmd->add_option("--precision", o->precision, "fp32 | bf16: training, evaluation and speed measurements")
+      ->capture_default_str();
   cmd->add_option("--data", o->data_dir, "shared data folder (corpora/, eval/, haystack/); env TRANSXSSM_DATA")
       ->capture_default_str();
   cmd->add_option("--train-data", o->train_inputs, "training text files/folders (default: DATA/corpora/gutenberg)");

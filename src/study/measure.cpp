@@ -71,7 +71,7 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
     return r;
   }
   try {
-    Model model(config);
+    Model model(config, cpu_backend(), ModelOptions{opt.precision, opt.train});
     model.init(1);
     Rng rng(1);
     const uint64_t V = uint64_t(config.vocab_size);
@@ -84,6 +84,7 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
         model.params().zero_grads();
         model.forward_backward(ids.data(), targets.data(), 1, length, 1.0f / float(length));
         adamw.step(1e-4);
+        model.params().refresh_compute();  // as the trainer does after every update
       };
       step();  // warm-up: buffers allocated, primitives created
       const double t0 = now();

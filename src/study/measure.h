@@ -3,6 +3,7 @@
 // inference through the InferenceEngine (one prefill of `length` tokens, then batch-1 decode steps), as
 // bench/bench_train.cpp and bench/bench_infer.cpp measure them (warm-up first, then timed repetitions).
 #pragma once
+#include "model/params.h"
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -12,6 +13,7 @@
 namespace txs::study {
 
 struct ThroughputOptions {
+  Precision precision = Precision::F32;  // of the model measured (training and inference)
   int train_steps = 2;       // timed training steps (after one warm-up step)
   int decode_steps = 8;      // timed decode steps (after one warm-up step)
   double memory_limit_bytes = 0;  // skip a length whose estimated memory is above this (0: 70% of MemAvailable)

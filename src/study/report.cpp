@@ -81,12 +81,13 @@ void render_report(const std::string& dir_s) {
   line("## Scale");
   line("");
   line(fmt::format("**This study: size `{}`, {} parameters per architecture (matched), {} training tokens per "
-                   "architecture ({} steps of {} sequences × {} tokens), {} compute threads on a machine with {} "
+                   "architecture ({} steps of {} sequences × {} tokens), {} precision, {} compute threads on a machine with {} "
                    "hardware threads.** The paper trained 320M and 1.3B models on billions of tokens; results at this "
                    "scale say how the architectures compare here, not whether the paper's numbers hold at its scale.",
                    S.value("size", ""),
                    fnum(at(R, {"matching", "reference_params"}), 6), fnum(S["tokens_per_arch"], 6), fnum(S["steps"], 6),
-                   fnum(S["batch_size"]), fnum(S["seq_len"]), fnum(S["threads"]), fnum(S["hardware_threads"])));
+                   fnum(S["batch_size"]), fnum(S["seq_len"]), S.value("precision", "fp32"), fnum(S["threads"]),
+                   fnum(S["hardware_threads"])));
   line("");
   line(fmt::format("Data: a {}-token BPE tokenizer trained on {} files ({} bytes) → {} training / {} validation tokens "
                    "(`{}`). Held-out perplexity: WikiText-2 and PTB validation text (never trained on).",

@@ -219,6 +219,7 @@ void run_study(const StudyOptions& o_in) {
       t.val_every = val_every;
       t.val_batches = o.val_batches;
       t.threads = o.threads;
+      t.precision = o.precision;
     }
     if (!done) {
       const double t0 = now_s();
@@ -233,9 +234,10 @@ void run_study(const StudyOptions& o_in) {
       write_json(run_dir / "study_config.json", cfg);
       commands.push_back(fmt::format(
           "transxssm train --config {} --data {} --tokenizer {} --steps {} --seq-len {} --batch-size {} --lr {} "
-          "--min-lr {} --warmup {} --val-every {} --val-batches {} --seed {} --out {}",
+          "--min-lr {} --warmup {} --val-every {} --val-batches {} --seed {} --precision {} --out {}",
           (run_dir / "study_config.json").string(), shards.string(), tok_path, steps, o.seq_len, o.batch_size, o.lr,
-          o.lr / 10, std::min<int64_t>(100, steps / 10), val_every, o.val_batches, o.seed, run_dir.string()));
+          o.lr / 10, std::min<int64_t>(100, steps / 10), val_every, o.val_batches, o.seed, o.precision,
+          run_dir.string()));
     }
     const double train_compute_s = train_seconds(run_dir / "metrics.jsonl", tokens_per_step);
     timing["train_s"] = train_compute_s;
@@ -244,7 +246,8 @@ void run_study(const StudyOptions& o_in) {
     nlohmann::json ev = read_json_if(run_dir / "study_eval.json");
     if (ev.is_null()) {
       const double t0 = now_s();
-      auto model = load_checkpoint(run_checkpoint_dir(run_dir.string()));
+      auto model = load_checkpoint(run_checkpoint_dir(run_dir.string()), cpu_backend(),
+                                   ModelOptions{parse_precision(o.precision), false});
       if (model->num_params() != m.params)
         fail("study: {} checkpoint has {} parameters, the matching rule computed {}", arch, model->num_params(),
              m.params);
@@ -288,6 +291,7 @@ void run_study(const StudyOptions& o_in) {
       ThroughputOptions to;
       to.train_steps = o.train_timing_steps;
       to.decode_steps = o.decode_steps;
+      to.precision = parse_precision(o.precision);
       for (int64_t len : o.lengths) {
         const Throughput t = measure_throughput(cfg, len, to);
         say(fmt::format("[{}/{}] {}: length {}: train {:.0f} tok/s, prefill {:.0f} tok/s, decode {:.1f} tok/s, state "
@@ -362,7 +366,7 @@ void run_study(const StudyOptions& o_in) {
         {"needle_depths", o.needle_depths}, {"tasks", o.tasks}, {"eval_limit", o.eval_limit},
         {"ppl_limit", o.ppl_limit}, {"train_timing_steps", o.train_timing_steps}, {"decode_steps", o.decode_steps},
         {"threads", num_threads()}, {"hardware_threads", std::thread::hardware_concurrency()},
-        {"seed", o.seed}, {"data_dir", o.data_dir}, {"wall_s_this_invocation", now_s() - t_start}}},
+        {"seed", o.seed}, {"precision", o.precision}, {"data_dir", o.data_dir}, {"wall_s_this_invocation", now_s() - t_start}}},
       {"data", data_info},
       {"matching", matching.to_json()},
       {"archs", archs},

@@ -33,6 +33,7 @@ struct StudyOptions {
   int needle_depths = 5;
   double budget_minutes = 0;                    // warn (with a suggested --tokens) when the estimate exceeds it
   int threads = 0;
+  std::string precision = "fp32";               // of training, evaluation and the speed measurements
   uint64_t seed = 1;
   std::string command_line;                     // recorded in results.json
 };
