@@ -331,6 +331,10 @@ void render_report(const std::string& dir_s) {
   line(fmt::format("| scaling 320M → 1.3B | TransXSSM ahead at both sizes | one size per study (`{}`) | not tested: run "
                    "the study with `--size 320m` and `--size 1.3b` |", S.value("size", "")));
   line("");
+  line("Each architecture is trained once (one seed) and the run-to-run spread of its validation loss is not "
+       "measured here, so a loss difference of a few hundredths is not evidence either way; the speed figures are "
+       "single measurements with random weights (the benchmarks in the README repeat and take medians).");
+  line("");
 
   // ---- commands
   line("## Commands");
