@@ -47,12 +47,6 @@ std::unique_ptr<Model> load_checkpoint(const std::string& dir, Backend& backend,
   if (!fs::exists(st_path)) fail("{}: missing model.safetensors", dir);
   auto model = std::make_unique<Model>(load_config_file(cfg_path), backend, options);
   SafetensorsReader reader(st_path);
-  // A bf16 file (transxssm convert --dtype bf16) has lost the fp32 masters training needs.
-  if (options.training)
-    for (auto& [name, info] : reader.tensors())
-      if (info.dtype == FileDType::BF16)
-        fail("{}: tensor '{}' is stored in bf16; training needs the fp32 checkpoint it was converted from", st_path,
-             name);
   std::set<std::string> expected;
   ParamStore& store = model->params();
   std::vector<float> host;
@@ -69,6 +63,15 @@ std::unique_ptr<Model> load_checkpoint(const std::string& dir, Backend& backend,
   for (auto& [name, info] : reader.tensors())
     if (!expected.count(name)) fail("{}: unknown tensor '{}' for this config", st_path, name);
   return model;
+}
+
+void require_fp32_checkpoint(const std::string& dir) {
+  const std::string st_path = dir + "/model.safetensors";
+  SafetensorsReader reader(st_path);
+  for (auto& [name, info] : reader.tensors())
+    if (info.dtype == FileDType::BF16)
+      fail("{}: tensor '{}' is stored in bf16; training needs the fp32 checkpoint it was converted from", st_path,
+           name);
 }
 
 void convert_checkpoint(const std::string& dir, const std::string& out, Precision dtype) {

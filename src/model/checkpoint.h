@@ -12,9 +12,14 @@ void save_checkpoint(const std::string& dir, const Model& model);
 // Loads config.json, builds the model and reads every tensor; any missing, unknown, mis-shaped,
 // truncated or non-finite (NaN/inf) tensor is a one-line txs::Error naming the file and the tensor.
 // options: the precision to run in (an fp32 checkpoint loads into bf16 by rounding its matrices; a bf16 one
-// into fp32 exactly) and whether the model will train (bf16 files cannot: their fp32 masters are gone).
+// into fp32 exactly) and whether the model gets gradients (`grads` checks the gradients of a bf16 file's
+// weights as stored; continuing a training run from one is refused by require_fp32_checkpoint).
 std::unique_ptr<Model> load_checkpoint(const std::string& dir, Backend& backend = cpu_backend(),
                                        ModelOptions options = {});
+
+// Fails (naming the file and a tensor) when checkpoint DIR stores any tensor in bf16: a `convert --dtype bf16`
+// output has lost the fp32 master weights a training run continues from.
+void require_fp32_checkpoint(const std::string& dir);
 
 // Writes checkpoint DIR to OUT with every tensor stored in `dtype` (bf16: safetensors "BF16", the same
 // tensor names; for inference — training needs the fp32 masters), config and tokenizer files copied.

@@ -106,6 +106,7 @@ TrainRun set_up_run(const TrainRequest& req, const RunRole& role) {
                                         ModelOptions{parse_precision(o.precision), true});
     run.model->init(o.seed);
   } else {
+    require_fp32_checkpoint(run.resume.checkpoint);
     run.model = load_checkpoint(run.resume.checkpoint, cpu_backend(), ModelOptions{parse_precision(o.precision), true});
   }
   if (run.model->config().vocab_size < run.data.vocab_size)
