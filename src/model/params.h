@@ -1,15 +1,15 @@
 // All parameters of a model live in one contiguous weight buffer with a parallel gradient buffer, both in
 // the backend's memory: the optimizer is one pass, and a data-parallel all-reduce is one call on the
-// gradient buffer.
+// gradient buffer. A parameter is declared once — name, shape, initialisation rule, decay flag — and a
+// layer keeps only its handle. Projections that read the same input (x/B/C/dt, q/k/v, gate/up) are
+// declared consecutively so that fused_matmul_weight() sees them as one [out_total, in] matrix: one GEMM.
 //
 // Precision. In fp32 the layers read those weights directly. In bf16 (mixed precision) the matrices that
 // feed products — every projection, the LM head and the embedding table, the `low_precision` parameters —
 // also have a bf16 copy in a second buffer, which is what the products read (ops/backend.h: bf16 inputs,
 // fp32 accumulation). Training keeps the fp32 masters, fp32 gradients and fp32 AdamW moments; the copies are
 // refreshed from the masters after every change (refresh_compute). Inference in bf16 keeps no fp32 copy
-// of the low-precision matrices at all (half the bytes to hold and to stream per token) and no gradients. A parameter is declared once — name, shape, initialisation rule, decay flag — and a
-// layer keeps only its handle. Projections that read the same input (x/B/C/dt, q/k/v, gate/up) are
-// declared consecutively so that fused() sees them as one [out_total, in] matrix: one GEMM.
+// of the low-precision matrices at all (half the bytes to hold and to stream per token) and no gradients.
 #pragma once
 #include <cstdint>
 #include <string>
