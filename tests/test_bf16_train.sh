@@ -6,8 +6,8 @@
 #     bf16, 64 tokens from a few prompts: the share of positions where both pick the same token is ≥ 50%;
 #  3. `convert --dtype bf16` of that checkpoint: the bf16 checkpoint generates, refuses to train, and
 #     `info` prints the memory per precision.
-# Sized for 2 threads (a 4-layer, 128-wide transxssm; sequences of 64, batches of 4): 20-25 s per run on
-# an idle machine; the shared 2-core machine it was written on measured 114 s in all under other load.
+# Sized for 2 threads (a 4-layer, 128-wide transxssm; sequences of 64, batches of 4): the whole script took
+# 6 s on an idle 2-core machine (ctest, 2026-11-30), 135 s on the same machine under other load.
 set -euo pipefail
 BIN=$1
 SRC=$2

@@ -16,18 +16,6 @@
 
 namespace txs::cli {
 
-namespace {
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');)
-    if (!t.empty()) out.push_back(t);
-  return out;
-}
-
-}  // namespace
-
 void register_eval_commands(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: perplexity, multiple-choice and generation "
                                          "benchmarks (lm-evaluation-harness definitions), needle in a haystack");

@@ -10,16 +10,6 @@
 
 namespace txs::cli {
 
-namespace {
-std::vector<std::string> split_csv(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');)
-    if (!t.empty()) out.push_back(t);
-  return out;
-}
-}  // namespace
-
 void register_study_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("study", "Reproduction study: train every architecture at matched parameter counts "
                                           "on the same tokens, evaluate, measure speed and memory, write report.md");
@@ -63,10 +53,10 @@ void register_study_command(CLI::App& app) {
       fmt::print("wrote {}/report.md\n", o->out);
       return;
     }
-    o->archs = split_csv(*archs);
+    o->archs = split_list(*archs);
     if (!lengths->empty()) {
       o->lengths.clear();
-      for (auto& s : split_csv(*lengths)) {
+      for (auto& s : split_list(*lengths)) {
         try {
           o->lengths.push_back(std::stoll(s));
         } catch (const std::exception&) {

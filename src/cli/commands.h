@@ -2,11 +2,22 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "model/model.h"
 
 namespace txs::cli {
+// "a,b,,c" → {"a", "b", "c"}: the comma-separated list options (--tasks, --archs, --lengths, ...).
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) out.push_back(t);
+  return out;
+}
+
 // How generate, serve, eval and score hold a checkpoint: --precision, no gradients.
 inline ModelOptions inference_options(const std::string& precision) { return {parse_precision(precision), false}; }
 inline constexpr const char* kPrecisionHelp =

@@ -133,7 +133,7 @@ const bf16* as_bf16(const T* p, int64_t rows, int64_t cols, int64_t& ld, int slo
   if constexpr (std::is_same_v<T, bf16>) {
     return p;
   } else {
-    static thread_local Buffer<bf16> buffers[3];
+    static thread_local Buffer<bf16> buffers[2];
     Buffer<bf16>& b = buffers[slot];
     b.resize(size_t(rows * cols));
     round_rows(p, rows, cols, ld, b.data());
