@@ -11,6 +11,7 @@
 // also instantiated in fp64 for the tests.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "ops/shapes.h"
 #include "ops/tensor.h"
@@ -141,5 +142,14 @@ class Backend {
 
 // The CPU backend (OpenMP + oneDNN); a process-wide instance.
 Backend& cpu_backend();
+
+// The backend of a device (process-wide instances). cpu: always. cuda: when this build has the CUDA backend
+// (TRANSXSSM_BACKEND_CUDA) and the process sees a GPU; otherwise an error that says which is missing.
+Backend& backend_for(Device device);
+// "cpu" or "cuda"; anything else is an error that names the choices.
+Device parse_device(const std::string& name);
+// Why backend_for(Device::Cuda) would fail here ("" when it would not): no CUDA in this build, no GPU
+// visible, or the driver's own error. Tests that need a GPU skip with this message.
+std::string cuda_unavailable_reason();
 
 }  // namespace txs

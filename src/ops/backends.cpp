@@ -1,0 +1,35 @@
+// Backend selection by device: the one place that knows which backends this build has.
+#include "core/error.h"
+#include "ops/backend.h"
+#if TRANSXSSM_BACKEND_CUDA
+#include "ops/cuda/cuda_backend.h"
+#endif
+
+namespace txs {
+
+std::string cuda_unavailable_reason() {
+#if TRANSXSSM_BACKEND_CUDA
+  return cuda::unavailable_reason();
+#else
+  return "this build has no CUDA backend (configure with -DTRANSXSSM_BACKEND_CUDA=ON on a machine with the CUDA "
+         "toolkit)";
+#endif
+}
+
+Backend& backend_for(Device device) {
+  if (device == Device::Cpu) return cpu_backend();
+  if (const std::string why = cuda_unavailable_reason(); !why.empty()) fail("--device cuda: {}", why);
+#if TRANSXSSM_BACKEND_CUDA
+  return cuda::cuda_backend();
+#else
+  fail("--device cuda: unreachable");
+#endif
+}
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::Cpu;
+  if (name == "cuda") return Device::Cuda;
+  fail("unknown device '{}' (choose cpu or cuda)", name);
+}
+
+}  // namespace txs

@@ -1,0 +1,17 @@
+// Errors of the CUDA runtime and cuBLASLt become the project's one-line failures (core/error.h), naming the
+// call that failed; launches are checked right after they are issued (configuration errors) — faults inside
+// a kernel surface at the next synchronising call, which names itself.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include "core/error.h"
+
+#define TXS_CUDA_CHECK(call)                                                                             \
+  do {                                                                                                   \
+    const cudaError_t txs_err_ = (call);                                                                 \
+    if (txs_err_ != cudaSuccess)                                                                         \
+      ::txs::fail("CUDA error in {} ({}:{}): {}", #call, __FILE__, __LINE__, cudaGetErrorString(txs_err_)); \
+  } while (0)
+
+// After a <<<...>>> launch.
+#define TXS_CUDA_LAUNCHED(name) TXS_CUDA_CHECK(cudaPeekAtLastError())
