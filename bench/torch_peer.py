@@ -48,6 +48,12 @@ def parse_args(argv=None):
                    help="time only the layer stack: random hidden states in, mean(out^2) as the loss")
     p.add_argument("--no-malloc-tuning", action="store_true",
                    help="keep glibc malloc defaults (every large tensor freshly mmapped and page-faulted)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: the same model on the GPU (the GPU check, tools/gpu_check.sh)")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: torch.autocast(bfloat16) around forward and loss, fp32 master weights and AdamW "
+                        "-- PyTorch's standard mixed precision, the peer of the engine's --precision bf16")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (needs Triton on CUDA)")
     p.add_argument("--self-check", action="store_true",
                    help="validate chunked SSD and attention against naive forms, then exit")
     a = p.parse_args(argv)
@@ -336,19 +342,25 @@ def self_check():
 
 def bench(a):
     torch.manual_seed(a.seed)
-    model = Model(a)
+    dev = torch.device(a.device)
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False   # fp32 means fp32, as in the engine
+        torch.backends.cudnn.allow_tf32 = False
+    model = Model(a).to(dev)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]   # norms, residual scales, A_log, dt_bias
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, foreach=True)
     if a.no_embedding:
-        inp, tgt = torch.randn(a.batch, a.seq, a.d_model), None
+        inp, tgt = torch.randn(a.batch, a.seq, a.d_model, device=dev), None
     else:
-        tokens = torch.randint(0, a.vocab, (a.batch, a.seq + 1))
+        tokens = torch.randint(0, a.vocab, (a.batch, a.seq + 1), device=dev)
         inp, tgt = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    forward = torch.compile(model) if a.compile else model
 
     def step():
-        loss = model(inp, tgt)
+        with torch.autocast(device_type=a.device, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+            loss = forward(inp, tgt)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -366,7 +378,12 @@ def bench(a):
         print(f"error: non-finite loss {loss}", file=sys.stderr)
         return 1
     step_s = sum(times) / len(times)
+    if a.device == "cuda":
+        peak_mem = torch.cuda.max_memory_allocated() / 2**30
     print(json.dumps({
+        "device": a.device, "dtype": a.dtype, "compiled": a.compile,
+        "gpu": torch.cuda.get_device_name() if a.device == "cuda" else None,
+        "peak_gib": round(peak_mem, 2) if a.device == "cuda" else None,
         "arch": a.arch, "d_model": a.d_model, "layers": a.layers, "seq": a.seq, "batch": a.batch,
         "tokens_per_s": round(a.batch * a.seq / step_s, 2), "step_s": round(step_s, 4),
         "torch": torch.__version__, "threads": torch.get_num_threads(),

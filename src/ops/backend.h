@@ -151,5 +151,7 @@ Device parse_device(const std::string& name);
 // Why backend_for(Device::Cuda) would fail here ("" when it would not): no CUDA in this build, no GPU
 // visible, or the driver's own error. Tests that need a GPU skip with this message.
 std::string cuda_unavailable_reason();
+// One line about the device: the CPU's logical cores, the GPU's name, memory and CUDA versions (or why none).
+std::string device_description(Device device);
 
 }  // namespace txs

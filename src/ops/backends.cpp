@@ -1,4 +1,8 @@
 // Backend selection by device: the one place that knows which backends this build has.
+#include <fmt/format.h>
+
+#include <thread>
+
 #include "core/error.h"
 #include "ops/backend.h"
 #if TRANSXSSM_BACKEND_CUDA
@@ -23,6 +27,15 @@ Backend& backend_for(Device device) {
   return cuda::cuda_backend();
 #else
   fail("--device cuda: unreachable");
+#endif
+}
+
+std::string device_description(Device device) {
+  if (device == Device::Cpu) return fmt::format("{} logical cores", std::thread::hardware_concurrency());
+#if TRANSXSSM_BACKEND_CUDA
+  return cuda::device_description();
+#else
+  return cuda_unavailable_reason();
 #endif
 }
 

@@ -12,6 +12,8 @@ namespace txs::cuda {
 
 // Why the CUDA backend cannot run in this process ("" when it can): no GPU, or the driver's error.
 std::string unavailable_reason();
+// "NVIDIA H200 (compute capability 9.0, 132 SMs, 139.8 GiB), CUDA driver 13.0, runtime 13.0", or why not.
+std::string device_description();
 // The process-wide instance; fails with unavailable_reason() when there is no usable GPU.
 Backend& cuda_backend();
 
