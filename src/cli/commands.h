@@ -30,4 +30,5 @@ void register_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, token
 void register_infer_commands(CLI::App& app);      // generate, serve                       (cmd_infer.cpp)
 void register_eval_commands(CLI::App& app);       // eval                                  (cmd_eval.cpp)
 void register_study_command(CLI::App& app);       // study                                 (cmd_study.cpp)
+void register_devices_command(CLI::App& app);     // devices                               (cmd_devices.cpp)
 }  // namespace txs::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   txs::cli::register_infer_commands(app);
   txs::cli::register_eval_commands(app);
   txs::cli::register_study_command(app);
+  txs::cli::register_devices_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
