@@ -76,6 +76,9 @@ unpack_deps() {
 export PKG_CONFIG=$DEPS/usr/bin/pkgconf
 export PKG_CONFIG_LIBDIR=$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share/pkgconfig:$DEPS/usr/lib/x86_64-linux-gnu/openblas-pthread/pkgconfig
 export PKG_CONFIG_SYSROOT_DIR=$DEPS
+# Multiarch headers (openssl/opensslconf.h) sit where the compiler looks only under a real /usr.
+export CPLUS_INCLUDE_PATH=$DEPS/usr/include/x86_64-linux-gnu${CPLUS_INCLUDE_PATH:+:$CPLUS_INCLUDE_PATH}
+export C_INCLUDE_PATH=$DEPS/usr/include/x86_64-linux-gnu${C_INCLUDE_PATH:+:$C_INCLUDE_PATH}
 export LD_LIBRARY_PATH=$DEPS/usr/lib/x86_64-linux-gnu:$DEPS/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}
 export TRANSXSSM_SHARED_DIR=$ROOT/.gpu_deps/shared
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$JOBS}
