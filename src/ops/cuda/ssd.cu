@@ -4,28 +4,34 @@
 // head h and chunk c of L ≤ Q tokens (the last chunk may be ragged), with l_i = Σ_{k≤i} Δ_k·A_h:
 //   Y_i = Σ_{j≤i} ⟨C_i, B_j⟩·exp(l_i − l_j)·Δ_j·x_j + exp(l_i)·S_prev·C_i + D·x_i
 //   S_c = exp(l_{L−1})·S_prev + Σ_j exp(l_{L−1} − l_j)·Δ_j·x_j ⊗ B_j
-// Forward kernels, in order (each one thread per item, items listed in bodies/ssd_bodies.h):
-//   ssd_chunk_decay     (b,h,c)        l, exp(l_i), the state weights w_j, α = exp(l_{L−1}); sequential in c's tokens
+// Forward kernels, in order (each one thread per item; items and formulas in bodies/ssd_bodies.h):
+//   ssd_chunk_decay     (b,h,c)        l, exp(l_i), the state weights w_j, α = exp(l_{L−1}); sequential over
+//                                      the chunk's tokens
+//   ssd_transpose_b     (b,g,n,t)      B transposed to [B, G, N, T], so that loops over tokens read it coalesced
 //   ssd_chunk_states    (b,h,c,p,n)    the chunk's local state Σ_j x_jp·w_j·B_jn
 //   ssd_state_pass      (b,h,p,n)      S_c = α_c·S_{c−1} + local_c, sequential over chunks; leaves S_prev per
-//                                      chunk in place and writes the final state
+//                                      chunk in place (and transposed, [N, P]) and writes the final state
 //   ssd_decayed_gram    (b,h,c,i,j)    GE_ij = ⟨C_i, B_j⟩·exp(l_i − l_j), j ≤ i, into a [Qe×Qe] matrix per chunk
 //   ssd_outputs         (b,t,h,p)      y = intra (GE·Δ·x) + inter (exp(l_i)·C_i·S_prev) + D·x
-// Backward kernels, in order: chunk_decay; chunk_states also computing Z_c = Σ_i exp(l_i)·dy_i ⊗ C_i; state_pass;
-// state_pass_backward (adjoint recurrence backwards over chunks → ∂loss/∂(state leaving c), dinit);
-// decayed_gram; input_grad (dx, reads GE); decayed_gram_backward (F = ⟨dy_i, x_j⟩·GE in place of GE, and
-// dG = ∂loss/∂⟨C_i, B_j⟩); row_grads (per token: the row-local parts of ∂loss/∂l and ∂loss/∂Δ);
-// chunk_param_grads (per chunk: the suffix sums through the cumulative sum → ddt, partial dA, dD);
+// Backward kernels, in order: chunk_decay; transpose_b; transpose_x; chunk_states, also computing
+// Z_c = Σ_i exp(l_i)·dy_i ⊗ C_i; state_pass; state_pass_backward (the adjoint recurrence backwards over chunks
+// → Gs = ∂loss/∂(state leaving c), dinit); decayed_gram; input_grad (dx; reads GE); decayed_gram_backward
+// (F = ⟨dy_i, x_j⟩·GE in place of GE, and dG = ∂loss/∂⟨C_i, B_j⟩); state_row_products (V_i = dy_i·S_prev,
+// U_i = x_i·Gs per token); row_grads (per token: the row-local parts of ∂loss/∂l and ∂loss/∂Δ, ⟨x_i, dy_i⟩);
+// chunk_param_grads (per chunk: the suffix sums through the cumulative sum → ddt, partial dA and dD);
 // head_param_grads (dA, dD += fixed-order sums of the partials); bc_grads (dB, dC, summed over a group's heads).
-// Scratch (device_scratch.h): slot Ssd holds the per-token, per-chunk and chunk-state arrays
-// (B·H·nc·P·N floats each for the states and their gradients), SsdAux and SsdAux2 the per-chunk matrices
-// (B·H·nc·Qe² floats each, Qe = min(chunk, T); SsdAux2 only in the backward).
+// Scratch (device_scratch.h): slot Ssd holds the per-token, per-chunk and chunk-state arrays (chunk states,
+// their transposes and gradients: B·H·nc·P·N floats each), B and x transposed, V and U (B·H·T·N each);
+// SsdAux and SsdAux2 the per-chunk matrices (B·H·nc·Qe² floats each, Qe = min(chunk, T); SsdAux2 only in the
+// backward) — with T = 2048, chunk 256, B·H = 128: 256 MiB each.
 //
 // Structure: every kernel is the one template ssd_items — a grid-stride loop over the item index calling a
 // functor's operator()(idx) — and the functors (index decoding and all arithmetic) live in
 // bodies/ssd_bodies.h, the phase order and scratch layout in bodies/ssd_phases.h. No shared memory, no warp
-// intrinsics, no tensor cores: operands are read through L1/L2 (the items of a warp share their chunk and
-// read the same or neighbouring addresses), products are fp32 FMA. Simple rather than fast.
+// intrinsics, no tensor cores: products are fp32 FMA, operands read through L1/L2. The items of a warp differ
+// in their fastest index, and the layouts make every inner loop of the heavy kernels read either one address
+// per warp or consecutive addresses (the transposed copies exist for that); only row_grads' loops read a row
+// per thread. Simple rather than fast: a tiled tensor-core version is future work.
 //
 // Verified where: tests/test_cuda_ssd_bodies.cpp runs exactly these functors and this phase sequence on the
 // host, in fp32 and fp64, against cpu::ssd_forward/ssd_backward<double> (ragged chunks, G < H, strided slices,

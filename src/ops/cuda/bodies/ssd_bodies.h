@@ -9,9 +9,13 @@
 //   w_j = exp(l_{L−1} − l_j)·Δ_j, GE_ij = ⟨C_i, B_j⟩·exp(l_i − l_j) for j ≤ i (the decayed Gram matrix),
 //   S_prev = the state entering the chunk, Gs = ∂loss/∂(state leaving the chunk).
 //   y_i = Σ_{j≤i} GE_ij·Δ_j·x_j + e_i·S_prev·C_i + D·x_i,   S_c = α·S_prev + Σ_j w_j·x_j ⊗ B_j.
-// Scratch layout (SsdWork, carved in ssd_phases.h): per-token arrays [B·H, T] (token t of row b, head h at
-// (b·H + h)·T + t), per-chunk arrays [B·H, nc], chunk states [B·H, nc, P·N], chunk matrices
-// [B·H, nc, Qe, Qe] with Qe = min(Q, T). Only entries j ≤ i < L of a chunk matrix are written or read.
+// Scratch layout (Work, carved in ssd_phases.h): per-token arrays [B·H, T] (token t of row b, head h at
+// (b·H + h)·T + t), per-chunk arrays [B·H, nc], chunk states [B·H, nc, P, N] and their transposes
+// [B·H, nc, N, P], chunk matrices [B·H, nc, Qe, Qe] with Qe = min(Q, T). Only entries j ≤ i < L of a chunk
+// matrix are written or read.
+// Memory access: consecutive items differ in their fastest index (noted per functor), which the 32 threads
+// of a warp share; the layouts are chosen so that the inner loops read either one address for the whole warp
+// or consecutive addresses — hence the transposed copies of B, x and the states.
 #pragma once
 #include <cstdint>
 
@@ -33,13 +37,32 @@ struct Geo {
 
 template <class T>
 struct Work {
-  T *cum, *erow, *wrow;      // [B·H, T]: l_i, e_i, w_i
-  T *alpha;                  // [B·H, nc]
-  T *states;                 // [B·H, nc, P·N]: local chunk states, then (after the pass) S_prev
-  T *dstates;                // backward: Z_c = ∂loss/∂S_prev from chunk c's outputs, then Gs
-  T *dl, *ddt_direct, *dww;  // backward, [B·H, T]: ∂loss/∂l_i (row-local terms), direct ∂loss/∂Δ_i, dw_i·w_i
-  T *dA_part, *dD_part;      // backward, [B·H, nc]
-  T *m1, *m2;                // [B·H, nc, Qe, Qe]: GE (then F in the backward), dG
+  T *cum, *erow, *wrow;           // [B·H, T]: l_i, e_i, w_i
+  T *alpha;                       // [B·H, nc]
+  T *states, *states_t;           // [B·H, nc, P, N]: local chunk states, then (after the pass) S_prev; S_prev [N, P]
+  T *Bt;                          // [B, G, N, T]: B transposed
+  T *dstates, *dstates_t;         // backward: Z_c = ∂loss/∂S_prev from chunk c's outputs, then Gs; Gs [N, P]
+  T *Xt;                          // backward, [B, H, P, T]: x transposed
+  T *V, *U;                       // backward, [B·H, T, N]: V_i = dy_i·S_prev, U_i = x_i·Gs
+  T *dl, *ddt_direct, *dww, *dxy;  // backward, [B·H, T]: ∂loss/∂l_i (row-local terms), direct ∂loss/∂Δ_i,
+                                  // dw_i·w_i, ⟨x_i, dy_i⟩
+  T *dA_part, *dD_part;           // backward, [B·H, nc]
+  T *m1, *m2;                     // [B·H, nc, Qe, Qe]: GE (then F in the backward), dG
+};
+
+// Item (b, k, c, t), t fastest: dst[b, k, c, t] = src[row (b, t), k·width + c] for k < blocks, c < width — the
+// per-group (or per-head) column blocks of a strided [B·T, stride] operand, transposed so that loops over
+// tokens read consecutive addresses.
+template <class T>
+struct Transpose {
+  int64_t batch, seq, blocks, width, stride;
+  const T* src;
+  T* dst;
+  TXS_HD int64_t count() const { return batch * blocks * width * seq; }
+  TXS_HD void operator()(int64_t idx) const {
+    const int64_t t = idx % seq, col = idx / seq % (blocks * width), b = idx / (seq * blocks * width);
+    dst[idx] = src[(b * seq + t) * stride + col];
+  }
 };
 
 // Item (b, h, c): the chunk's cumulative decay l (fp32 on the device), e, w and α. Sequential in the chunk.
@@ -96,20 +119,21 @@ struct ChunkStates {
 
 // Item (b, h, e) over the P·N state entries: the inter-chunk recurrence, sequential over chunks. On entry
 // states[c] is chunk c's local state; on exit it is S_prev of chunk c. final (when non-null) gets the state
-// after the last chunk; init null means zeros.
+// after the last chunk; init null means zeros. states_t gets S_prev transposed ([N, P]).
 template <class T>
 struct StatePass {
   Geo g;
   const T *alpha, *init;
-  T *states, *final_state;
+  T *states, *states_t, *final_state;
   TXS_HD int64_t count() const { return g.batch * g.H * g.PN(); }
   TXS_HD void operator()(int64_t idx) const {
-    const int64_t e = idx % g.PN(), bh = idx / g.PN();
+    const int64_t e = idx % g.PN(), bh = idx / g.PN(), et = e % g.N * g.P + e / g.N;
     T run = init ? init[idx] : T(0);
     for (int64_t c = 0; c < g.nc; ++c) {
       T* s = states + (bh * g.nc + c) * g.PN() + e;
       const T local = *s;
       *s = run;
+      states_t[(bh * g.nc + c) * g.PN() + et] = run;
       run = alpha[bh * g.nc + c] * run + local;
     }
     if (final_state) final_state[idx] = run;
@@ -117,20 +141,22 @@ struct StatePass {
 };
 
 // Adjoint of StatePass, backwards over chunks: on entry dstates[c] = Z_c, on exit Gs of chunk c
-// (G_{nc−1} = dfinal or 0, G_{c−1} = α_c·G_c + Z_c); dinit (when non-null) gets G_{−1}.
+// (G_{nc−1} = dfinal or 0, G_{c−1} = α_c·G_c + Z_c), and dstates_t the same transposed; dinit (when non-null)
+// gets G_{−1}.
 template <class T>
 struct StatePassBackward {
   Geo g;
   const T *alpha, *dfinal;
-  T *dstates, *dinit;
+  T *dstates, *dstates_t, *dinit;
   TXS_HD int64_t count() const { return g.batch * g.H * g.PN(); }
   TXS_HD void operator()(int64_t idx) const {
-    const int64_t e = idx % g.PN(), bh = idx / g.PN();
+    const int64_t e = idx % g.PN(), bh = idx / g.PN(), et = e % g.N * g.P + e / g.N;
     T run = dfinal ? dfinal[idx] : T(0);
     for (int64_t c = g.nc - 1; c >= 0; --c) {
       T* s = dstates + (bh * g.nc + c) * g.PN() + e;
       const T z = *s;
       *s = run;
+      dstates_t[(bh * g.nc + c) * g.PN() + et] = run;
       run = alpha[bh * g.nc + c] * run + z;
     }
     if (dinit) dinit[idx] = run;
@@ -138,10 +164,11 @@ struct StatePassBackward {
 };
 
 // Item (b, h, c, i, j), j fastest: GE_ij = ⟨C_i, B_j⟩·exp(l_i − l_j) for j ≤ i < L (other items do nothing).
+// B read transposed (Bt).
 template <class T>
 struct DecayedGram {
   Geo g;
-  const T *B, *C, *cum;
+  const T *Bt, *C, *cum;
   T* m1;
   TXS_HD int64_t count() const { return g.batch * g.H * g.nc * g.QQ(); }
   TXS_HD void operator()(int64_t idx) const {
@@ -150,9 +177,9 @@ struct DecayedGram {
     const int64_t h = bh % g.H, b = bh / g.H, grp = h / g.hpg;
     const int64_t t0 = c * g.Q, r0 = b * g.seq + t0, base = bh * g.seq + t0;
     const T* Ci = C + (r0 + i) * g.bs + grp * g.N;
-    const T* Bj = B + (r0 + j) * g.bs + grp * g.N;
+    const T* Bj = Bt + (b * g.G + grp) * g.N * g.seq + t0 + j;
     T dot = 0;
-    for (int64_t n = 0; n < g.N; ++n) dot += Ci[n] * Bj[n];
+    for (int64_t n = 0; n < g.N; ++n) dot += Ci[n] * Bj[n * g.seq];
     m1[idx] = dot * exp_t(cum[base + i] - cum[base + j]);
   }
 };
@@ -161,7 +188,7 @@ struct DecayedGram {
 template <class T>
 struct Outputs {
   Geo g;
-  const T *x, *dt, *C, *D, *erow, *states, *m1;
+  const T *x, *dt, *C, *D, *erow, *states_t, *m1;
   T* y;
   TXS_HD int64_t count() const { return g.batch * g.seq * g.H * g.P; }
   TXS_HD void operator()(int64_t idx) const {
@@ -174,9 +201,9 @@ struct Outputs {
     T acc = 0;
     for (int64_t j = 0; j <= i; ++j) acc += Mi[j] * dtc[j * g.ds] * xc[j * g.xs];
     const T* Ci = C + row * g.bs + grp * g.N;
-    const T* S = states + bhc * g.PN() + p * g.N;
+    const T* S = states_t + bhc * g.PN() + p;
     T inter = 0;
-    for (int64_t n = 0; n < g.N; ++n) inter += Ci[n] * S[n];
+    for (int64_t n = 0; n < g.N; ++n) inter += Ci[n] * S[n * g.P];
     acc += erow[bh * g.seq + t] * inter;
     if (D) acc += D[h] * xc[i * g.xs];
     y[row * g.ys + h * g.P + p] = acc;
@@ -188,7 +215,7 @@ struct Outputs {
 template <class T>
 struct InputGrad {
   Geo g;
-  const T *dt, *B, *D, *dy, *wrow, *dstates, *m1;
+  const T *dt, *B, *D, *dy, *wrow, *dstates_t, *m1;
   T* dx;
   TXS_HD int64_t count() const { return g.batch * g.seq * g.H * g.P; }
   TXS_HD void operator()(int64_t idx) const {
@@ -201,9 +228,9 @@ struct InputGrad {
     for (int64_t k = i; k < L; ++k) acc += Mc[k * g.Qe + i] * dyc[k * g.ys];
     acc *= dt[row * g.ds + h];
     const T* Bi = B + row * g.bs + grp * g.N;
-    const T* Gs = dstates + bhc * g.PN() + p * g.N;
+    const T* Gs = dstates_t + bhc * g.PN() + p;
     T st = 0;
-    for (int64_t n = 0; n < g.N; ++n) st += Bi[n] * Gs[n];
+    for (int64_t n = 0; n < g.N; ++n) st += Bi[n] * Gs[n * g.P];
     acc += wrow[bh * g.seq + t] * st;
     if (D) acc += D[h] * dyc[i * g.ys];
     dx[row * g.xs + h * g.P + p] = acc;
@@ -212,10 +239,11 @@ struct InputGrad {
 
 // Item (b, h, c, i, j), j fastest, j ≤ i < L: with dmx_ij = ⟨dy_i, x_j⟩ (the gradient of Σ_p M_ij·x_jp):
 // F_ij = dmx_ij·GE_ij in place of GE (m1), and dG_ij = dmx_ij·exp(l_i − l_j)·Δ_j (∂loss/∂⟨C_i, B_j⟩, m2).
+// x read transposed (Xt).
 template <class T>
 struct DecayedGramBackward {
   Geo g;
-  const T *x, *dt, *dy, *cum;
+  const T *Xt, *dt, *dy, *cum;
   T *m1, *m2;
   TXS_HD int64_t count() const { return g.batch * g.H * g.nc * g.QQ(); }
   TXS_HD void operator()(int64_t idx) const {
@@ -224,24 +252,50 @@ struct DecayedGramBackward {
     const int64_t h = bh % g.H, b = bh / g.H;
     const int64_t t0 = c * g.Q, r0 = b * g.seq + t0, base = bh * g.seq + t0;
     const T* dyi = dy + (r0 + i) * g.ys + h * g.P;
-    const T* xj = x + (r0 + j) * g.xs + h * g.P;
+    const T* xj = Xt + bh * g.P * g.seq + t0 + j;
     T dmx = 0;
-    for (int64_t p = 0; p < g.P; ++p) dmx += dyi[p] * xj[p];
+    for (int64_t p = 0; p < g.P; ++p) dmx += dyi[p] * xj[p * g.seq];
     m1[idx] = dmx * m1[idx];
     m2[idx] = dmx * exp_t(cum[base + i] - cum[base + j]) * dt[(r0 + j) * g.ds + h];
   }
 };
 
+// Item (b, h, t, n), n fastest: the state products of a token that both RowGrads and BCGrads need,
+// V_in = Σ_p dy_ip·S_prev[p, n] and U_in = Σ_p x_ip·Gs[p, n].
+template <class T>
+struct StateRowProducts {
+  Geo g;
+  const T *x, *dy, *states, *dstates;
+  T *V, *U;
+  TXS_HD int64_t count() const { return g.batch * g.H * g.seq * g.N; }
+  TXS_HD void operator()(int64_t idx) const {
+    const int64_t n = idx % g.N, t = idx / g.N % g.seq, bh = idx / (g.N * g.seq), h = bh % g.H, b = bh / g.H;
+    const int64_t row = b * g.seq + t, bhc = bh * g.nc + t / g.Q;
+    const T* dyi = dy + row * g.ys + h * g.P;
+    const T* xi = x + row * g.xs + h * g.P;
+    const T* S = states + bhc * g.PN() + n;
+    const T* Gs = dstates + bhc * g.PN() + n;
+    T v = 0, u = 0;
+    for (int64_t p = 0; p < g.P; ++p) {
+      v += dyi[p] * S[p * g.N];
+      u += xi[p] * Gs[p * g.N];
+    }
+    V[idx] = v;
+    U[idx] = u;
+  }
+};
+
 // Item (b, h, t), t fastest: the row-local parts of ∂loss/∂l_i and ∂loss/∂Δ_i.
 //   intra: rowf_i = Σ_{j≤i} F_ij·Δ_j enters dl_i; colf_i = Σ_{k≥i} F_ki enters dΔ_i, and −Δ_i·colf_i dl_i
-//   inter: dl_i += e_i·Σ_p dy_ip·Σ_n C_in·S_prev[p, n]
-//   state: dw_i = Σ_p x_ip·Σ_n B_in·Gs[p, n]; w_i = exp(l_{L−1} − l_i)·Δ_i gives dΔ_i += dw_i·exp(l_{L−1} − l_i),
-//          dl_i −= dw_i·w_i and dl_{L−1} += dw_i·w_i (the last is summed by ChunkParamGrads, from dww).
+//   inter: dl_i += e_i·⟨C_i, V_i⟩ (= e_i·Σ_p dy_ip·(S_prev·C_i)_p)
+//   state: dw_i = ⟨B_i, U_i⟩; w_i = exp(l_{L−1} − l_i)·Δ_i gives dΔ_i += dw_i·exp(l_{L−1} − l_i),
+//          dl_i −= dw_i·w_i and dl_{L−1} += dw_i·w_i (the last is summed by ChunkParamGrads, from dww)
+//   skip:  dxy_i = ⟨x_i, dy_i⟩ (summed into dD by ChunkParamGrads) when D is given.
 template <class T>
 struct RowGrads {
   Geo g;
-  const T *x, *dt, *B, *C, *dy, *cum, *erow, *wrow, *states, *dstates, *m1;
-  T *dl, *ddt_direct, *dww;
+  const T *x, *dt, *B, *C, *D, *dy, *cum, *erow, *wrow, *V, *U, *m1;
+  T *dl, *ddt_direct, *dww, *dxy;
   TXS_HD int64_t count() const { return g.batch * g.H * g.seq; }
   TXS_HD void operator()(int64_t idx) const {
     const int64_t t = idx % g.seq, bh = idx / g.seq, h = bh % g.H, b = bh / g.H, grp = h / g.hpg;
@@ -254,35 +308,35 @@ struct RowGrads {
     for (int64_t k = i; k < L; ++k) colf += Fc[k * g.Qe + i];
     const T* Ci = C + row * g.bs + grp * g.N;
     const T* Bi = B + row * g.bs + grp * g.N;
-    const T* dyi = dy + row * g.ys + h * g.P;
-    const T* xi = x + row * g.xs + h * g.P;
-    const T* S = states + bhc * g.PN();
-    const T* Gs = dstates + bhc * g.PN();
+    const T* Vi = V + idx * g.N;
+    const T* Ui = U + idx * g.N;
     T inter = 0, dw = 0;
-    for (int64_t p = 0; p < g.P; ++p) {
-      T sc = 0, gb = 0;
-      for (int64_t n = 0; n < g.N; ++n) {
-        sc += S[p * g.N + n] * Ci[n];
-        gb += Gs[p * g.N + n] * Bi[n];
-      }
-      inter += dyi[p] * sc;
-      dw += xi[p] * gb;
+    for (int64_t n = 0; n < g.N; ++n) {
+      inter += Ci[n] * Vi[n];
+      dw += Bi[n] * Ui[n];
     }
-    const T delta = dtc[i * g.ds], w = wrow[base + i];
-    const T eta = exp_t(cum[base + L - 1] - cum[base + i]);
-    dl[base + i] = rowf - delta * colf + erow[base + i] * inter - dw * w;
-    ddt_direct[base + i] = colf + dw * eta;
-    dww[base + i] = dw * w;
+    const T delta = dtc[i * g.ds], w = wrow[idx];
+    const T eta = exp_t(cum[base + L - 1] - cum[idx]);
+    dl[idx] = rowf - delta * colf + erow[idx] * inter - dw * w;
+    ddt_direct[idx] = colf + dw * eta;
+    dww[idx] = dw * w;
+    if (D) {
+      const T* xi = x + row * g.xs + h * g.P;
+      const T* dyi = dy + row * g.ys + h * g.P;
+      T s = 0;
+      for (int64_t p = 0; p < g.P; ++p) s += xi[p] * dyi[p];
+      dxy[idx] = s;
+    }
   }
 };
 
 // Item (b, h, c): the chunk-level terms of dl_{L−1} (α·⟨Gs, S_prev⟩ and Σ_j dw_j·w_j), then through
 // l_i = A·Σ_{k≤i} Δ_k with R_k = Σ_{i≥k} dl_i: ddt_k = ddt_direct_k + A·R_k (written), and the chunk's parts of
-// dA (Σ_k Δ_k·R_k) and dD (Σ_{i,p} x_ip·dy_ip).
+// dA (Σ_k Δ_k·R_k) and dD (Σ_i dxy_i).
 template <class T>
 struct ChunkParamGrads {
   Geo g;
-  const T *x, *dt, *A, *D, *dy, *alpha, *states, *dstates, *dl, *ddt_direct, *dww;
+  const T *dt, *A, *D, *alpha, *states, *dstates, *dl, *ddt_direct, *dww, *dxy;
   T *ddt, *dA_part, *dD_part;
   TXS_HD int64_t count() const { return g.batch * g.H * g.nc; }
   TXS_HD void operator()(int64_t idx) const {
@@ -305,8 +359,7 @@ struct ChunkParamGrads {
     dA_part[idx] = dAc;
     if (D) {
       T d = 0;
-      for (int64_t i = 0; i < L; ++i)
-        for (int64_t p = 0; p < g.P; ++p) d += x[(r0 + i) * g.xs + h * g.P + p] * dy[(r0 + i) * g.ys + h * g.P + p];
+      for (int64_t i = 0; i < L; ++i) d += dxy[base + i];
       dD_part[idx] = d;
     }
   }
@@ -332,12 +385,12 @@ struct HeadParamGrads {
 };
 
 // Item (b, t, grp, n), n fastest: dC and dB of a row (written), summed over the group's heads.
-//   dC_in = Σ_h [ e_i·Σ_p dy_ip·S_prev[p, n] + Σ_{j≤i} dG_ij·B_jn ]
-//   dB_in = Σ_h [ Σ_{k≥i} dG_ki·C_kn + w_i·Σ_p x_ip·Gs[p, n] ]
+//   dC_in = Σ_h [ e_i·V_in + Σ_{j≤i} dG_ij·B_jn ]
+//   dB_in = Σ_h [ w_i·U_in + Σ_{k≥i} dG_ki·C_kn ]
 template <class T>
 struct BCGrads {
   Geo g;
-  const T *x, *B, *C, *dy, *erow, *wrow, *states, *dstates, *m2;
+  const T *B, *C, *erow, *wrow, *V, *U, *m2;
   T *dB, *dC;
   TXS_HD int64_t count() const { return g.batch * g.seq * g.G * g.N; }
   TXS_HD void operator()(int64_t idx) const {
@@ -347,19 +400,10 @@ struct BCGrads {
     const T* Cc = C + r0 * g.bs + grp * g.N + n;
     T dc = 0, db = 0;
     for (int64_t h = grp * g.hpg; h < (grp + 1) * g.hpg; ++h) {
-      const int64_t bh = b * g.H + h, bhc = bh * g.nc + c, base = bh * g.seq + t0;
+      const int64_t bh = b * g.H + h, bhc = bh * g.nc + c, tok = bh * g.seq + t;
       const T* dGc = m2 + bhc * g.QQ();
-      const T* S = states + bhc * g.PN() + n;
-      const T* Gs = dstates + bhc * g.PN() + n;
-      const T* dyi = dy + row * g.ys + h * g.P;
-      const T* xi = x + row * g.xs + h * g.P;
-      T sy = 0, gx = 0;
-      for (int64_t p = 0; p < g.P; ++p) {
-        sy += dyi[p] * S[p * g.N];
-        gx += xi[p] * Gs[p * g.N];
-      }
-      dc += erow[base + i] * sy;
-      db += wrow[base + i] * gx;
+      dc += erow[tok] * V[tok * g.N + n];
+      db += wrow[tok] * U[tok * g.N + n];
       for (int64_t j = 0; j <= i; ++j) dc += dGc[i * g.Qe + j] * Bc[j * g.bs];
       for (int64_t k = i; k < L; ++k) db += dGc[k * g.Qe + i] * Cc[k * g.bs];
     }

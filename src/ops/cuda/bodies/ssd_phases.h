@@ -42,30 +42,35 @@ struct WorkSize {
   int64_t small, matrix;
 };
 inline int64_t round64(int64_t n) { return (n + 63) / 64 * 64; }
-inline WorkSize work_size(const Geo& g, bool backward) {
+// Carves `small` (null: only counts) into the arrays of Work; returns the elements used.
+template <class T>
+int64_t carve_small(const Geo& g, bool backward, T* small, Work<T>& w) {
   const int64_t tok = round64(g.batch * g.H * g.seq), chunks = round64(g.batch * g.H * g.nc);
-  const int64_t st = round64(g.batch * g.H * g.nc * g.PN());
-  WorkSize w;
-  w.small = 3 * tok + chunks + st + (backward ? st + 3 * tok + 2 * chunks : 0);
-  w.matrix = g.batch * g.H * g.nc * g.QQ();
-  return w;
+  const int64_t st = round64(g.batch * g.H * g.nc * g.PN()), bt = round64(g.batch * g.G * g.N * g.seq);
+  const int64_t xt = round64(g.batch * g.H * g.P * g.seq), vu = round64(g.batch * g.H * g.seq * g.N);
+  int64_t used = 0;
+  auto take = [&](int64_t n) {
+    T* r = small ? small + used : nullptr;
+    used += n;
+    return r;
+  };
+  w.cum = take(tok), w.erow = take(tok), w.wrow = take(tok), w.alpha = take(chunks);
+  w.states = take(st), w.states_t = take(st), w.Bt = take(bt);
+  if (backward) {
+    w.dstates = take(st), w.dstates_t = take(st), w.Xt = take(xt), w.V = take(vu), w.U = take(vu);
+    w.dl = take(tok), w.ddt_direct = take(tok), w.dww = take(tok), w.dxy = take(tok);
+    w.dA_part = take(chunks), w.dD_part = take(chunks);
+  }
+  return used;
+}
+inline WorkSize work_size(const Geo& g, bool backward) {
+  Work<float> unused{};
+  return {carve_small<float>(g, backward, nullptr, unused), g.batch * g.H * g.nc * g.QQ()};
 }
 template <class T>
 Work<T> carve(const Geo& g, bool backward, T* small, T* m1, T* m2) {
-  const int64_t tok = round64(g.batch * g.H * g.seq), chunks = round64(g.batch * g.H * g.nc);
-  const int64_t st = round64(g.batch * g.H * g.nc * g.PN());
   Work<T> w{};
-  T* p = small;
-  auto take = [&p](int64_t n) {
-    T* r = p;
-    p += n;
-    return r;
-  };
-  w.cum = take(tok), w.erow = take(tok), w.wrow = take(tok), w.alpha = take(chunks), w.states = take(st);
-  if (backward) {
-    w.dstates = take(st), w.dl = take(tok), w.ddt_direct = take(tok), w.dww = take(tok);
-    w.dA_part = take(chunks), w.dD_part = take(chunks);
-  }
+  carve_small<T>(g, backward, small, w);
   w.m1 = m1, w.m2 = m2;
   return w;
 }
@@ -76,10 +81,11 @@ void forward_phases(const Run& run, const Geo& g, const Work<T>& w, const T* x, 
   if (g.batch * g.seq > 0 && (!x || !dt || !A || !B || !C || !y))
     fail("ssd_forward: x, dt, A, B, C and y must be non-null");
   run(ChunkDecay<T>{g, dt, A, w.cum, w.erow, w.wrow, w.alpha}, "ssd_chunk_decay");
+  run(Transpose<T>{g.batch, g.seq, g.G, g.N, g.bs, B, w.Bt}, "ssd_transpose_b");
   run(ChunkStates<T>{g, x, B, C, nullptr, w.erow, w.wrow, w.states, nullptr}, "ssd_chunk_states");
-  run(StatePass<T>{g, w.alpha, init_state, w.states, final_state}, "ssd_state_pass");
-  run(DecayedGram<T>{g, B, C, w.cum, w.m1}, "ssd_decayed_gram");
-  run(Outputs<T>{g, x, dt, C, D, w.erow, w.states, w.m1, y}, "ssd_outputs");
+  run(StatePass<T>{g, w.alpha, init_state, w.states, w.states_t, final_state}, "ssd_state_pass");
+  run(DecayedGram<T>{g, w.Bt, C, w.cum, w.m1}, "ssd_decayed_gram");
+  run(Outputs<T>{g, x, dt, C, D, w.erow, w.states_t, w.m1, y}, "ssd_outputs");
 }
 
 template <class T, class Run>
@@ -91,19 +97,22 @@ void backward_phases(const Run& run, const Geo& g, const Work<T>& w, const T* x,
   if (!dA) fail("ssd_backward: dA must be non-null");
   if (D && !dD) fail("ssd_backward: dD must be non-null when D is given");
   run(ChunkDecay<T>{g, dt, A, w.cum, w.erow, w.wrow, w.alpha}, "ssd_chunk_decay");
+  run(Transpose<T>{g.batch, g.seq, g.G, g.N, g.bs, B, w.Bt}, "ssd_transpose_b");
+  run(Transpose<T>{g.batch, g.seq, g.H, g.P, g.xs, x, w.Xt}, "ssd_transpose_x");
   run(ChunkStates<T>{g, x, B, C, dy, w.erow, w.wrow, w.states, w.dstates}, "ssd_chunk_states_and_grads");
-  run(StatePass<T>{g, w.alpha, init_state, w.states, nullptr}, "ssd_state_pass");
-  run(StatePassBackward<T>{g, w.alpha, dfinal_state, w.dstates, dinit_state}, "ssd_state_pass_backward");
-  run(DecayedGram<T>{g, B, C, w.cum, w.m1}, "ssd_decayed_gram");
-  run(InputGrad<T>{g, dt, B, D, dy, w.wrow, w.dstates, w.m1, dx}, "ssd_input_grad");  // reads GE: before F
-  run(DecayedGramBackward<T>{g, x, dt, dy, w.cum, w.m1, w.m2}, "ssd_decayed_gram_backward");
-  run(RowGrads<T>{g, x, dt, B, C, dy, w.cum, w.erow, w.wrow, w.states, w.dstates, w.m1, w.dl, w.ddt_direct, w.dww},
+  run(StatePass<T>{g, w.alpha, init_state, w.states, w.states_t, nullptr}, "ssd_state_pass");
+  run(StatePassBackward<T>{g, w.alpha, dfinal_state, w.dstates, w.dstates_t, dinit_state}, "ssd_state_pass_backward");
+  run(DecayedGram<T>{g, w.Bt, C, w.cum, w.m1}, "ssd_decayed_gram");
+  run(InputGrad<T>{g, dt, B, D, dy, w.wrow, w.dstates_t, w.m1, dx}, "ssd_input_grad");  // reads GE: before F
+  run(DecayedGramBackward<T>{g, w.Xt, dt, dy, w.cum, w.m1, w.m2}, "ssd_decayed_gram_backward");
+  run(StateRowProducts<T>{g, x, dy, w.states, w.dstates, w.V, w.U}, "ssd_state_row_products");
+  run(RowGrads<T>{g, x, dt, B, C, D, dy, w.cum, w.erow, w.wrow, w.V, w.U, w.m1, w.dl, w.ddt_direct, w.dww, w.dxy},
       "ssd_row_grads");
-  run(ChunkParamGrads<T>{g, x, dt, A, D, dy, w.alpha, w.states, w.dstates, w.dl, w.ddt_direct, w.dww, ddt,
+  run(ChunkParamGrads<T>{g, dt, A, D, w.alpha, w.states, w.dstates, w.dl, w.ddt_direct, w.dww, w.dxy, ddt,
                          w.dA_part, w.dD_part},
       "ssd_chunk_param_grads");
   run(HeadParamGrads<T>{g, D, w.dA_part, w.dD_part, dA, dD}, "ssd_head_param_grads");
-  run(BCGrads<T>{g, x, B, C, dy, w.erow, w.wrow, w.states, w.dstates, w.m2, dB, dC}, "ssd_bc_grads");
+  run(BCGrads<T>{g, B, C, w.erow, w.wrow, w.V, w.U, w.m2, dB, dC}, "ssd_bc_grads");
 }
 
 }  // namespace txs::cuda::ssd
