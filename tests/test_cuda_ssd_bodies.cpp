@@ -220,6 +220,15 @@ TEST(CudaSsdBodies, RealisticDecayLongChunksInFloat) {
   RecordProperty("fp32_worst_rel_error", std::to_string(worst));
 }
 
+TEST(CudaSsdBodies, Mamba2SizesWithFullAndRaggedChunk) {
+  // P = 64, N = 128, one group, chunk 256: one full chunk and a ragged one of 44 tokens.
+  Case k;
+  k.batch = 1, k.seq = 300, k.heads = 2, k.groups = 1, k.head_dim = 64, k.state_dim = 128, k.chunk = 256;
+  k.with_D = true, k.with_dfinal = true, k.realistic = true;
+  const Problem p = make_problem(k, 77);
+  compare(run<float>(p, false), run<double>(p, true), 5e-6);
+}
+
 TEST(CudaSsdBodies, EmptySequencePassesStateThrough) {
   Case k;
   k.seq = 0, k.with_init = true, k.with_dfinal = true;
