@@ -3,11 +3,15 @@
 // index decoding, strides, group mapping, scratch layout and formulas of ops/cuda/ssd.cu, without a GPU.
 // fp64 bodies must agree to rounding (the algebra); fp32 bodies (what the GPU runs) to fp32 accuracy: observed
 // ≤ 1e-6 relative (max-norm), checked at 5e-6.
+// In CUDA builds the Device tests also run the real launchers (ops/cuda/ssd.h) on the GPU against the same
+// references; without a GPU they skip.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -15,6 +19,13 @@
 #include "ops/cpu/ssd_scan.h"
 #include "ops/cuda/bodies/ssd_phases.h"
 #include "oracle.h"
+
+#if TRANSXSSM_BACKEND_CUDA
+#include <cuda_runtime_api.h>
+
+#include "ops/cuda/device_scratch.h"
+#include "ops/cuda/ssd.h"
+#endif
 
 namespace txs::cuda::ssd {
 namespace {
@@ -113,9 +124,45 @@ struct Result {
   std::vector<double> y, final_state, dx, ddt, dA, dB, dC, dD, dinit;
 };
 
-// Runs either the CPU kernel (cpu = true, T = double) or the CUDA bodies through the phase sequence.
+enum class Mode { Cpu, Bodies, Device };
+
+#if TRANSXSSM_BACKEND_CUDA
+// Device copy of a host vector (null for an empty one), copied back by to_host.
+struct DeviceArray {
+  float* ptr = nullptr;
+  size_t n = 0;
+  explicit DeviceArray(const std::vector<float>& v) : n(v.size()) {
+    if (n == 0) return;
+    void* p = nullptr;
+    EXPECT_EQ(cudaMalloc(&p, n * sizeof(float)), cudaSuccess);
+    ptr = static_cast<float*>(p);
+    EXPECT_EQ(cudaMemcpy(ptr, v.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() {
+    if (ptr) cudaFree(ptr);
+  }
+  void to_host(std::vector<float>& v) const {
+    if (n) {
+      EXPECT_EQ(cudaMemcpy(v.data(), ptr, n * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+    }
+  }
+};
+
+// Why the device tests cannot run here ("" when they can).
+std::string no_gpu_reason() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) return std::string("no usable CUDA device: ") + cudaGetErrorString(err);
+  return count > 0 ? "" : "no CUDA device";
+}
+#endif
+
+// Runs the CPU kernel (T = double), the CUDA bodies through the phase sequence on the host, or (CUDA builds,
+// T = float) the CUDA launchers on the GPU.
 template <class T>
-Result run(const Problem& p, bool cpu) {
+Result run(const Problem& p, Mode mode) {
   const SsdShape& s = p.s;
   const int64_t rows = p.rows(), HP = s.heads * s.head_dim, GN = s.groups * s.state_dim;
   auto x = cast<T>(p.x), dt = cast<T>(p.dt), A = cast<T>(p.A), B = cast<T>(p.B), C = cast<T>(p.C);
@@ -124,11 +171,27 @@ Result run(const Problem& p, bool cpu) {
   std::vector<T> dx(size_t(rows * s.x_stride), T(kSentinel)), ddt(size_t(rows * s.dt_stride), T(kSentinel));
   std::vector<T> dB(size_t(rows * s.bc_stride), T(kSentinel)), dC(size_t(rows * s.bc_stride), T(kSentinel));
   std::vector<T> dA = cast<T>(p.dA0), dD = cast<T>(p.dD0), dinit(p.init.size(), T(kSentinel));
-  if (cpu) {
+  if (mode == Mode::Cpu) {
     cpu::ssd_forward<T>(s, x.data(), dt.data(), A.data(), B.data(), C.data(), ptr(D), ptr(init), y.data(),
                         final_state.data());
     cpu::ssd_backward<T>(s, x.data(), dt.data(), A.data(), B.data(), C.data(), ptr(D), ptr(init), dy.data(),
                          ptr(dfinal), dx.data(), ddt.data(), dA.data(), dB.data(), dC.data(), ptr(dD), ptr(dinit));
+  } else if (mode == Mode::Device) {
+#if TRANSXSSM_BACKEND_CUDA
+    if constexpr (std::is_same_v<T, float>) {
+      const DeviceArray x_d(x), dt_d(dt), A_d(A), B_d(B), C_d(C), D_d(D), init_d(init), dy_d(dy), dfinal_d(dfinal);
+      const DeviceArray y_d(y), final_d(final_state), dx_d(dx), ddt_d(ddt), dB_d(dB), dC_d(dC), dA_d(dA), dD_d(dD);
+      const DeviceArray dinit_d(dinit);
+      cuda::ssd_forward(s, x_d.ptr, dt_d.ptr, A_d.ptr, B_d.ptr, C_d.ptr, D_d.ptr, init_d.ptr, y_d.ptr, final_d.ptr);
+      cuda::ssd_backward(s, x_d.ptr, dt_d.ptr, A_d.ptr, B_d.ptr, C_d.ptr, D_d.ptr, init_d.ptr, dy_d.ptr, dfinal_d.ptr,
+                         dx_d.ptr, ddt_d.ptr, dA_d.ptr, dB_d.ptr, dC_d.ptr, dD_d.ptr, dinit_d.ptr);
+      EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
+      y_d.to_host(y), final_d.to_host(final_state), dx_d.to_host(dx), ddt_d.to_host(ddt), dB_d.to_host(dB);
+      dC_d.to_host(dC), dA_d.to_host(dA), dD_d.to_host(dD), dinit_d.to_host(dinit);
+    }
+#else
+    ADD_FAILURE() << "no CUDA backend in this build";
+#endif
   } else {
     // Scratch starts as NaN, as uninitialised device memory might: reading anything not written poisons.
     const Geo g = make_geo(s, "test");
@@ -190,9 +253,9 @@ TEST(CudaSsdBodies, MatchCpuOnRaggedGroupedStridedShapes) {
         k.with_D = extras >= 1, k.with_init = extras >= 1, k.with_dfinal = extras == 2 || chunk == 5;
         const Problem p = make_problem(k, uint64_t(seed++));
         SCOPED_TRACE(testing::Message() << "G=" << groups << " Q=" << chunk << " extras=" << extras);
-        const Result ref = run<double>(p, true);
-        compare(run<double>(p, false), ref, 1e-11);
-        compare(run<float>(p, false), ref, 5e-6);
+        const Result ref = run<double>(p, Mode::Cpu);
+        compare(run<double>(p, Mode::Bodies), ref, 1e-11);
+        compare(run<float>(p, Mode::Bodies), ref, 5e-6);
       }
 }
 
@@ -203,9 +266,9 @@ TEST(CudaSsdBodies, ChunkDividingSequenceSingleShortChunkAndOneToken) {
     k.with_init = true, k.with_D = true, k.with_dfinal = true;
     const Problem p = make_problem(k, 99);
     SCOPED_TRACE(testing::Message() << "T=" << seq);
-    const Result ref = run<double>(p, true);
-    compare(run<double>(p, false), ref, 1e-11);
-    compare(run<float>(p, false), ref, 5e-6);
+    const Result ref = run<double>(p, Mode::Cpu);
+    compare(run<double>(p, Mode::Bodies), ref, 1e-11);
+    compare(run<float>(p, Mode::Bodies), ref, 5e-6);
   }
 }
 
@@ -214,9 +277,9 @@ TEST(CudaSsdBodies, RealisticDecayLongChunksInFloat) {
   k.batch = 2, k.seq = 300, k.heads = 4, k.groups = 2, k.head_dim = 16, k.state_dim = 16, k.chunk = 128;
   k.with_D = true, k.with_init = true, k.with_dfinal = true, k.realistic = true;
   const Problem p = make_problem(k, 31);
-  const Result ref = run<double>(p, true);
-  compare(run<double>(p, false), ref, 1e-11);
-  const double worst = compare(run<float>(p, false), ref, 5e-6);
+  const Result ref = run<double>(p, Mode::Cpu);
+  compare(run<double>(p, Mode::Bodies), ref, 1e-11);
+  const double worst = compare(run<float>(p, Mode::Bodies), ref, 5e-6);
   RecordProperty("fp32_worst_rel_error", std::to_string(worst));
 }
 
@@ -226,14 +289,14 @@ TEST(CudaSsdBodies, Mamba2SizesWithFullAndRaggedChunk) {
   k.batch = 1, k.seq = 300, k.heads = 2, k.groups = 1, k.head_dim = 64, k.state_dim = 128, k.chunk = 256;
   k.with_D = true, k.with_dfinal = true, k.realistic = true;
   const Problem p = make_problem(k, 77);
-  compare(run<float>(p, false), run<double>(p, true), 5e-6);
+  compare(run<float>(p, Mode::Bodies), run<double>(p, Mode::Cpu), 5e-6);
 }
 
 TEST(CudaSsdBodies, EmptySequencePassesStateThrough) {
   Case k;
   k.seq = 0, k.with_init = true, k.with_dfinal = true;
   const Problem p = make_problem(k, 5);
-  const Result r = run<double>(p, false);
+  const Result r = run<double>(p, Mode::Bodies);
   EXPECT_EQ(r.final_state, p.init);
   EXPECT_EQ(r.dinit, p.dfinal);
   EXPECT_EQ(r.dA, p.dA0);
@@ -286,6 +349,91 @@ TEST(CudaSsdBodies, RejectsBadShapes) {
   EXPECT_THROW(make_geo(s, "t"), Error);
   s.chunk = 2, s.bc_stride = 3;
   EXPECT_THROW(make_geo(s, "t"), Error);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// On the GPU (CUDA builds with a device): the launchers of ops/cuda/ssd.cu against the CPU kernel.
+
+#if TRANSXSSM_BACKEND_CUDA
+#define TXS_REQUIRE_GPU()                                 \
+  do {                                                    \
+    const std::string why = no_gpu_reason();              \
+    if (!why.empty()) GTEST_SKIP() << why;                \
+  } while (0)
+#else
+#define TXS_REQUIRE_GPU() GTEST_SKIP() << "this build has no CUDA backend"
+#endif
+
+TEST(CudaSsdDevice, ForwardAndBackwardMatchCpu) {
+  TXS_REQUIRE_GPU();
+  std::vector<Case> cases;
+  for (int64_t groups : {4, 1})
+    for (int64_t chunk : {1, 16, 64}) {
+      Case k;
+      k.batch = 2, k.seq = 37, k.heads = 4, k.groups = groups, k.head_dim = 5, k.state_dim = 6, k.chunk = chunk;
+      k.with_D = chunk != 16, k.with_init = chunk != 64, k.with_dfinal = groups == 4;
+      cases.push_back(k);
+    }
+  Case big;  // Mamba-2 sizes, one full chunk of 256 and a ragged one
+  big.batch = 2, big.seq = 300, big.heads = 4, big.groups = 1, big.head_dim = 64, big.state_dim = 128;
+  big.chunk = 256, big.with_D = true, big.with_init = true, big.with_dfinal = true, big.realistic = true;
+  cases.push_back(big);
+  Case small = cases.front();  // after the big one: scratch buffers are reused, not regrown
+  small.seq = 5;
+  cases.push_back(small);
+  Case empty;
+  empty.seq = 0, empty.with_init = true, empty.with_dfinal = true;
+  cases.push_back(empty);
+  int seed = 100;
+  for (const Case& k : cases) {
+    const Problem p = make_problem(k, uint64_t(seed++));
+    SCOPED_TRACE(testing::Message() << "T=" << k.seq << " G=" << k.groups << " Q=" << k.chunk << " P=" << k.head_dim);
+    compare(run<float>(p, Mode::Device), run<double>(p, Mode::Cpu), 5e-6);
+  }
+}
+
+TEST(CudaSsdDevice, StepAndDecayMatchCpu) {
+  TXS_REQUIRE_GPU();
+#if TRANSXSSM_BACKEND_CUDA
+  const int64_t batch = 3, H = 4, P = 8, G = 2, N = 16;
+  Rng rng(11);
+  auto rand_f = [&](size_t n, double scale) { return cast<float>(test::random_vector(rng, n, scale)); };
+  const std::vector<float> x = rand_f(size_t(batch * H * P), 1.0), B = rand_f(size_t(batch * G * N), 0.25);
+  const std::vector<float> C = rand_f(size_t(batch * G * N), 0.25), state0 = rand_f(size_t(batch * H * P * N), 1.0);
+  std::vector<float> dt, A, D;
+  for (int64_t i = 0; i < batch * H; ++i) dt.push_back(float(rng.uniform(0.05, 0.3)));
+  for (int64_t h = 0; h < H; ++h) A.push_back(float(-rng.uniform(0.3, 2.0))), D.push_back(float(rng.uniform(0.5, 1.5)));
+  std::vector<double> ref_state(state0.begin(), state0.end()), ref_y(x.size());
+  const auto xd = test::to_double(x.data(), x.size()), dtd = test::to_double(dt.data(), dt.size());
+  const auto Ad = test::to_double(A.data(), A.size()), Bd = test::to_double(B.data(), B.size());
+  const auto Cd = test::to_double(C.data(), C.size()), Dd = test::to_double(D.data(), D.size());
+  cpu::ssd_step<double>(batch, H, P, G, N, xd.data(), dtd.data(), Ad.data(), Bd.data(), Cd.data(), Dd.data(),
+                        ref_state.data(), ref_y.data());
+  std::vector<float> state = state0, y(x.size());
+  {
+    const DeviceArray x_d(x), dt_d(dt), A_d(A), B_d(B), C_d(C), D_d(D), state_d(state), y_d(y);
+    cuda::ssd_step(batch, H, P, G, N, x_d.ptr, dt_d.ptr, A_d.ptr, B_d.ptr, C_d.ptr, D_d.ptr, state_d.ptr, y_d.ptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    state_d.to_host(state), y_d.to_host(y);
+  }
+  EXPECT_LT(rel_error(test::to_double(y.data(), y.size()), ref_y), 1e-6);
+  EXPECT_LT(rel_error(test::to_double(state.data(), state.size()), ref_state), 1e-6);
+
+  const std::vector<float> A_log = {0.0f, 1.5f, -2.0f}, dA = {0.5f, -1.0f, 2.0f};
+  std::vector<float> A_out(3), dA_log = {1.0f, 2.0f, 3.0f};
+  {
+    const DeviceArray A_log_d(A_log), A_d(A_out), dA_d(dA), dA_log_d(dA_log);
+    cuda::ssd_decay_forward(A_log_d.ptr, A_d.ptr, 3);
+    cuda::ssd_decay_backward(dA_d.ptr, A_d.ptr, dA_log_d.ptr, 3);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    A_d.to_host(A_out), dA_log_d.to_host(dA_log);
+  }
+  for (size_t h = 0; h < 3; ++h) {
+    EXPECT_FLOAT_EQ(A_out[h], -std::exp(A_log[h]));
+    EXPECT_FLOAT_EQ(dA_log[h], float(h + 1) + dA[h] * A_out[h]);
+  }
+  cuda::release_scratch();
+#endif
 }
 
 }  // namespace

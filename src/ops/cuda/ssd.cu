@@ -36,7 +36,8 @@
 // Verified where: tests/test_cuda_ssd_bodies.cpp runs exactly these functors and this phase sequence on the
 // host, in fp32 and fp64, against cpu::ssd_forward/ssd_backward<double> (ragged chunks, G < H, strided slices,
 // with and without D / init_state / dfinal_state, T = 0). Only this file's launch code (the grid-stride loop,
-// the launch configuration, the scratch requests) and device-side expf are left to the GPU tests.
+// the launch configuration, the scratch requests) and device-side expf are left to the GPU: the CudaSsdDevice
+// tests of the same file run these launchers against the CPU kernel there (they skip without a GPU).
 #include "ops/cuda/ssd.h"
 
 #include <cuda_runtime.h>
