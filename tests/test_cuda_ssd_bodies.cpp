@@ -197,8 +197,7 @@ Result run(const Problem& p, Mode mode) {
     const Geo g = make_geo(s, "test");
     for (bool backward : {false, true}) {
       const WorkSize size = work_size(g, backward);
-      std::vector<T> small(size_t(size.small), T(kNaN)), m1(size_t(size.matrix), T(kNaN));
-      std::vector<T> m2(backward ? size_t(size.matrix) : 0, T(kNaN));
+      std::vector<T> small(size_t(size.small), T(kNaN)), m1(size_t(size.m1), T(kNaN)), m2(size_t(size.m2), T(kNaN));
       const Work<T> w = carve<T>(g, backward, small.data(), m1.data(), m2.data());
       if (!backward)
         forward_phases<T>(HostRun{}, g, w, x.data(), dt.data(), A.data(), B.data(), C.data(), ptr(D), ptr(init),

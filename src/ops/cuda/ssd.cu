@@ -11,19 +11,21 @@
 //   ssd_chunk_states    (b,h,c,p,n)    the chunk's local state Σ_j x_jp·w_j·B_jn
 //   ssd_state_pass      (b,h,p,n)      S_c = α_c·S_{c−1} + local_c, sequential over chunks; leaves S_prev per
 //                                      chunk in place (and transposed, [N, P]) and writes the final state
-//   ssd_decayed_gram    (b,h,c,i,j)    GE_ij = ⟨C_i, B_j⟩·exp(l_i − l_j), j ≤ i, into a [Qe×Qe] matrix per chunk
+//   ssd_decayed_gram    (b,g,c,i,j)    ⟨C_i, B_j⟩ once per group, then for each of its heads
+//                                      GE_ij = ⟨C_i, B_j⟩·exp(l_i − l_j), j ≤ i, into a [Qe×Qe] matrix per chunk
 //   ssd_outputs         (b,t,h,p)      y = intra (GE·Δ·x) + inter (exp(l_i)·C_i·S_prev) + D·x
 // Backward kernels, in order: chunk_decay; transpose_b; transpose_x; chunk_states, also computing
 // Z_c = Σ_i exp(l_i)·dy_i ⊗ C_i; state_pass; state_pass_backward (the adjoint recurrence backwards over chunks
 // → Gs = ∂loss/∂(state leaving c), dinit); decayed_gram; input_grad (dx; reads GE); decayed_gram_backward
-// (F = ⟨dy_i, x_j⟩·GE in place of GE, and dG = ∂loss/∂⟨C_i, B_j⟩); state_row_products (V_i = dy_i·S_prev,
+// (per group: F = ⟨dy_i, x_j⟩·GE in place of each head's GE, and dG = ∂loss/∂⟨C_i, B_j⟩ summed over the
+// group's heads); state_row_products (V_i = dy_i·S_prev,
 // U_i = x_i·Gs per token); row_grads (per token: the row-local parts of ∂loss/∂l and ∂loss/∂Δ, ⟨x_i, dy_i⟩);
 // chunk_param_grads (per chunk: the suffix sums through the cumulative sum → ddt, partial dA and dD);
 // head_param_grads (dA, dD += fixed-order sums of the partials); bc_grads (dB, dC, summed over a group's heads).
 // Scratch (device_scratch.h): slot Ssd holds the per-token, per-chunk and chunk-state arrays (chunk states,
 // their transposes and gradients: B·H·nc·P·N floats each), B and x transposed, V and U (B·H·T·N each);
-// SsdAux and SsdAux2 the per-chunk matrices (B·H·nc·Qe² floats each, Qe = min(chunk, T); SsdAux2 only in the
-// backward) — with T = 2048, chunk 256, B·H = 128: 256 MiB each.
+// SsdAux the per-head chunk matrices (B·H·nc·Qe² floats, Qe = min(chunk, T): with T = 2048, chunk 256,
+// B·H = 128, 256 MiB), SsdAux2 the per-group ones of the backward (B·G·nc·Qe²).
 //
 // Structure: every kernel is the one template ssd_items — a grid-stride loop over the item index calling a
 // functor's operator()(idx) — and the functors (index decoding and all arithmetic) live in
@@ -75,10 +77,9 @@ struct Launch {
 
 ssd::Work<float> work(const ssd::Geo& g, bool backward) {
   const ssd::WorkSize size = ssd::work_size(g, backward);
-  const size_t small_bytes = size_t(size.small) * sizeof(float), matrix_bytes = size_t(size.matrix) * sizeof(float);
-  auto* small = static_cast<float*>(scratch(ScratchSlot::Ssd, small_bytes));
-  auto* m1 = static_cast<float*>(scratch(ScratchSlot::SsdAux, matrix_bytes));
-  auto* m2 = backward ? static_cast<float*>(scratch(ScratchSlot::SsdAux2, matrix_bytes)) : nullptr;
+  auto* small = static_cast<float*>(scratch(ScratchSlot::Ssd, size_t(size.small) * sizeof(float)));
+  auto* m1 = static_cast<float*>(scratch(ScratchSlot::SsdAux, size_t(size.m1) * sizeof(float)));
+  auto* m2 = backward ? static_cast<float*>(scratch(ScratchSlot::SsdAux2, size_t(size.m2) * sizeof(float))) : nullptr;
   return ssd::carve<float>(g, backward, small, m1, m2);
 }
 

@@ -11,7 +11,8 @@
 //   y_i = Σ_{j≤i} GE_ij·Δ_j·x_j + e_i·S_prev·C_i + D·x_i,   S_c = α·S_prev + Σ_j w_j·x_j ⊗ B_j.
 // Scratch layout (Work, carved in ssd_phases.h): per-token arrays [B·H, T] (token t of row b, head h at
 // (b·H + h)·T + t), per-chunk arrays [B·H, nc], chunk states [B·H, nc, P, N] and their transposes
-// [B·H, nc, N, P], chunk matrices [B·H, nc, Qe, Qe] with Qe = min(Q, T). Only entries j ≤ i < L of a chunk
+// [B·H, nc, N, P], chunk matrices [B·H, nc, Qe, Qe] (per head) or [B·G, nc, Qe, Qe] (per group) with
+// Qe = min(Q, T). Only entries j ≤ i < L of a chunk
 // matrix are written or read.
 // Memory access: consecutive items differ in their fastest index (noted per functor), which the 32 threads
 // of a warp share; the layouts are chosen so that the inner loops read either one address for the whole warp
@@ -47,7 +48,8 @@ struct Work {
   T *dl, *ddt_direct, *dww, *dxy;  // backward, [B·H, T]: ∂loss/∂l_i (row-local terms), direct ∂loss/∂Δ_i,
                                   // dw_i·w_i, ⟨x_i, dy_i⟩
   T *dA_part, *dD_part;           // backward, [B·H, nc]
-  T *m1, *m2;                     // [B·H, nc, Qe, Qe]: GE (then F in the backward), dG
+  T *m1;                          // [B·H, nc, Qe, Qe]: GE (then F in the backward)
+  T *m2;                          // backward, [B·G, nc, Qe, Qe]: dG summed over the group's heads
 };
 
 // Item (b, k, c, t), t fastest: dst[b, k, c, t] = src[row (b, t), k·width + c] for k < blocks, c < width — the
@@ -163,24 +165,26 @@ struct StatePassBackward {
   }
 };
 
-// Item (b, h, c, i, j), j fastest: GE_ij = ⟨C_i, B_j⟩·exp(l_i − l_j) for j ≤ i < L (other items do nothing).
-// B read transposed (Bt).
+// Item (b, grp, c, i, j), j fastest, for j ≤ i < L (other items do nothing): the Gram entry ⟨C_i, B_j⟩ once
+// per group, then GE_ij = ⟨C_i, B_j⟩·exp(l_i − l_j) for each of the group's heads. B read transposed (Bt).
 template <class T>
 struct DecayedGram {
   Geo g;
   const T *Bt, *C, *cum;
   T* m1;
-  TXS_HD int64_t count() const { return g.batch * g.H * g.nc * g.QQ(); }
+  TXS_HD int64_t count() const { return g.batch * g.G * g.nc * g.QQ(); }
   TXS_HD void operator()(int64_t idx) const {
-    const int64_t j = idx % g.Qe, i = idx / g.Qe % g.Qe, bhc = idx / g.QQ(), c = bhc % g.nc, bh = bhc / g.nc;
+    const int64_t j = idx % g.Qe, i = idx / g.Qe % g.Qe, bgc = idx / g.QQ(), c = bgc % g.nc, bg = bgc / g.nc;
     if (j > i || i >= g.len(c)) return;
-    const int64_t h = bh % g.H, b = bh / g.H, grp = h / g.hpg;
-    const int64_t t0 = c * g.Q, r0 = b * g.seq + t0, base = bh * g.seq + t0;
-    const T* Ci = C + (r0 + i) * g.bs + grp * g.N;
-    const T* Bj = Bt + (b * g.G + grp) * g.N * g.seq + t0 + j;
+    const int64_t grp = bg % g.G, b = bg / g.G, t0 = c * g.Q;
+    const T* Ci = C + (b * g.seq + t0 + i) * g.bs + grp * g.N;
+    const T* Bj = Bt + bg * g.N * g.seq + t0 + j;
     T dot = 0;
     for (int64_t n = 0; n < g.N; ++n) dot += Ci[n] * Bj[n * g.seq];
-    m1[idx] = dot * exp_t(cum[base + i] - cum[base + j]);
+    for (int64_t h = grp * g.hpg; h < (grp + 1) * g.hpg; ++h) {
+      const int64_t bh = b * g.H + h, base = bh * g.seq + t0;
+      m1[(bh * g.nc + c) * g.QQ() + i * g.Qe + j] = dot * exp_t(cum[base + i] - cum[base + j]);
+    }
   }
 };
 
@@ -237,26 +241,31 @@ struct InputGrad {
   }
 };
 
-// Item (b, h, c, i, j), j fastest, j ≤ i < L: with dmx_ij = ⟨dy_i, x_j⟩ (the gradient of Σ_p M_ij·x_jp):
-// F_ij = dmx_ij·GE_ij in place of GE (m1), and dG_ij = dmx_ij·exp(l_i − l_j)·Δ_j (∂loss/∂⟨C_i, B_j⟩, m2).
-// x read transposed (Xt).
+// Item (b, grp, c, i, j), j fastest, j ≤ i < L: for each head of the group, with dmx_ij = ⟨dy_i, x_j⟩ (the
+// gradient of Σ_p M_ij·x_jp), F_ij = dmx_ij·GE_ij in place of GE (m1, per head); and the group's
+// dG_ij = Σ_h dmx_ij·exp(l_i − l_j)·Δ_j = ∂loss/∂⟨C_i, B_j⟩ (m2, per group). x read transposed (Xt).
 template <class T>
 struct DecayedGramBackward {
   Geo g;
   const T *Xt, *dt, *dy, *cum;
   T *m1, *m2;
-  TXS_HD int64_t count() const { return g.batch * g.H * g.nc * g.QQ(); }
+  TXS_HD int64_t count() const { return g.batch * g.G * g.nc * g.QQ(); }
   TXS_HD void operator()(int64_t idx) const {
-    const int64_t j = idx % g.Qe, i = idx / g.Qe % g.Qe, bhc = idx / g.QQ(), c = bhc % g.nc, bh = bhc / g.nc;
+    const int64_t j = idx % g.Qe, i = idx / g.Qe % g.Qe, bgc = idx / g.QQ(), c = bgc % g.nc, bg = bgc / g.nc;
     if (j > i || i >= g.len(c)) return;
-    const int64_t h = bh % g.H, b = bh / g.H;
-    const int64_t t0 = c * g.Q, r0 = b * g.seq + t0, base = bh * g.seq + t0;
-    const T* dyi = dy + (r0 + i) * g.ys + h * g.P;
-    const T* xj = Xt + bh * g.P * g.seq + t0 + j;
-    T dmx = 0;
-    for (int64_t p = 0; p < g.P; ++p) dmx += dyi[p] * xj[p * g.seq];
-    m1[idx] = dmx * m1[idx];
-    m2[idx] = dmx * exp_t(cum[base + i] - cum[base + j]) * dt[(r0 + j) * g.ds + h];
+    const int64_t grp = bg % g.G, b = bg / g.G, t0 = c * g.Q, r0 = b * g.seq + t0;
+    T dg = 0;
+    for (int64_t h = grp * g.hpg; h < (grp + 1) * g.hpg; ++h) {
+      const int64_t bh = b * g.H + h, base = bh * g.seq + t0;
+      const T* dyi = dy + (r0 + i) * g.ys + h * g.P;
+      const T* xj = Xt + bh * g.P * g.seq + t0 + j;
+      T dmx = 0;
+      for (int64_t p = 0; p < g.P; ++p) dmx += dyi[p] * xj[p * g.seq];
+      T& ge = m1[(bh * g.nc + c) * g.QQ() + i * g.Qe + j];
+      ge = dmx * ge;
+      dg += dmx * exp_t(cum[base + i] - cum[base + j]) * dt[(r0 + j) * g.ds + h];
+    }
+    m2[idx] = dg;
   }
 };
 
@@ -384,9 +393,9 @@ struct HeadParamGrads {
   }
 };
 
-// Item (b, t, grp, n), n fastest: dC and dB of a row (written), summed over the group's heads.
-//   dC_in = Σ_h [ e_i·V_in + Σ_{j≤i} dG_ij·B_jn ]
-//   dB_in = Σ_h [ w_i·U_in + Σ_{k≥i} dG_ki·C_kn ]
+// Item (b, t, grp, n), n fastest: dC and dB of a row (written); dG (m2) is already the group's sum.
+//   dC_in = Σ_h e_i·V_in + Σ_{j≤i} dG_ij·B_jn
+//   dB_in = Σ_h w_i·U_in + Σ_{k≥i} dG_ki·C_kn
 template <class T>
 struct BCGrads {
   Geo g;
@@ -396,17 +405,17 @@ struct BCGrads {
   TXS_HD void operator()(int64_t idx) const {
     const int64_t n = idx % g.N, grp = idx / g.N % g.G, row = idx / (g.G * g.N), b = row / g.seq, t = row % g.seq;
     const int64_t c = t / g.Q, i = t - c * g.Q, L = g.len(c), t0 = c * g.Q, r0 = b * g.seq + t0;
-    const T* Bc = B + r0 * g.bs + grp * g.N + n;
-    const T* Cc = C + r0 * g.bs + grp * g.N + n;
     T dc = 0, db = 0;
     for (int64_t h = grp * g.hpg; h < (grp + 1) * g.hpg; ++h) {
-      const int64_t bh = b * g.H + h, bhc = bh * g.nc + c, tok = bh * g.seq + t;
-      const T* dGc = m2 + bhc * g.QQ();
+      const int64_t tok = (b * g.H + h) * g.seq + t;
       dc += erow[tok] * V[tok * g.N + n];
       db += wrow[tok] * U[tok * g.N + n];
-      for (int64_t j = 0; j <= i; ++j) dc += dGc[i * g.Qe + j] * Bc[j * g.bs];
-      for (int64_t k = i; k < L; ++k) db += dGc[k * g.Qe + i] * Cc[k * g.bs];
     }
+    const T* dGc = m2 + ((b * g.G + grp) * g.nc + c) * g.QQ();
+    const T* Bc = B + r0 * g.bs + grp * g.N + n;
+    const T* Cc = C + r0 * g.bs + grp * g.N + n;
+    for (int64_t j = 0; j <= i; ++j) dc += dGc[i * g.Qe + j] * Bc[j * g.bs];
+    for (int64_t k = i; k < L; ++k) db += dGc[k * g.Qe + i] * Cc[k * g.bs];
     dC[row * g.bs + grp * g.N + n] = dc;
     dB[row * g.bs + grp * g.N + n] = db;
   }

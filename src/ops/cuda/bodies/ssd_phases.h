@@ -36,10 +36,10 @@ inline Geo make_geo(const SsdShape& s, const char* fn) {
   return g;
 }
 
-// Scratch sizes in elements: `small` holds every array of Work except the two chunk matrices, each of
-// `matrix` elements (m2 only in the backward). Every array starts at a multiple of 64 elements.
+// Scratch sizes in elements: `small` holds every array of Work except the chunk matrices m1 (`m1` elements)
+// and m2 (`m2`, backward only). Every array starts at a multiple of 64 elements.
 struct WorkSize {
-  int64_t small, matrix;
+  int64_t small, m1, m2;
 };
 inline int64_t round64(int64_t n) { return (n + 63) / 64 * 64; }
 // Carves `small` (null: only counts) into the arrays of Work; returns the elements used.
@@ -65,7 +65,8 @@ int64_t carve_small(const Geo& g, bool backward, T* small, Work<T>& w) {
 }
 inline WorkSize work_size(const Geo& g, bool backward) {
   Work<float> unused{};
-  return {carve_small<float>(g, backward, nullptr, unused), g.batch * g.H * g.nc * g.QQ()};
+  return {carve_small<float>(g, backward, nullptr, unused), g.batch * g.H * g.nc * g.QQ(),
+          backward ? g.batch * g.G * g.nc * g.QQ() : 0};
 }
 template <class T>
 Work<T> carve(const Geo& g, bool backward, T* small, T* m1, T* m2) {
