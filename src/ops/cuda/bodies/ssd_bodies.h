@@ -12,8 +12,7 @@
 // Scratch layout (Work, carved in ssd_phases.h): per-token arrays [B·H, T] (token t of row b, head h at
 // (b·H + h)·T + t), per-chunk arrays [B·H, nc], chunk states [B·H, nc, P, N] and their transposes
 // [B·H, nc, N, P], chunk matrices [B·H, nc, Qe, Qe] (per head) or [B·G, nc, Qe, Qe] (per group) with
-// Qe = min(Q, T). Only entries j ≤ i < L of a chunk
-// matrix are written or read.
+// Qe = min(Q, T). Only entries j ≤ i < L of a chunk matrix are written or read.
 // Memory access: consecutive items differ in their fastest index (noted per functor), which the 32 threads
 // of a warp share; the layouts are chosen so that the inner loops read either one address for the whole warp
 // or consecutive addresses — hence the transposed copies of B, x and the states.
@@ -52,8 +51,8 @@ struct Work {
   T *m2;                          // backward, [B·G, nc, Qe, Qe]: dG summed over the group's heads
 };
 
-// Item (b, k, c, t), t fastest: dst[b, k, c, t] = src[row (b, t), k·width + c] for k < blocks, c < width — the
-// per-group (or per-head) column blocks of a strided [B·T, stride] operand, transposed so that loops over
+// Item (b, k, m, t), t fastest: dst[b, k, m, t] = src[row (b, t), k·width + m] for k < blocks, m < width —
+// the per-group (or per-head) column blocks of a strided [B·T, stride] operand, transposed so that loops over
 // tokens read consecutive addresses.
 template <class T>
 struct Transpose {
