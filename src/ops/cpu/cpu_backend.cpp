@@ -18,30 +18,15 @@
 #include "ops/cpu/rmsnorm.h"
 #include "ops/cpu/rope.h"
 #include "ops/cpu/ssd_scan.h"
+#include "ops/operand_checks.h"
 
 namespace txs {
 namespace {
 
-// Typed pointer of an operand (null when absent), after checking where it lives and what it holds.
+// Typed pointer of an operand in host memory (ops/operand_checks.h).
 template <class T = float>
 T* ptr(const Tensor& t, const char* op) {
-  if (!t.data) return nullptr;
-  if (t.device != Device::Cpu) fail("{}: operand on device {}, the cpu backend reads host memory", op,
-                                    device_name(t.device));
-  if (t.dtype != dtype_of<T>())
-    fail("{}: operand of dtype {} where {} is needed", op, dtype_name(t.dtype), dtype_name(dtype_of<T>()));
-  if (t.rows < 0 || t.cols < 0 || (t.rows > 1 && t.stride < t.cols))
-    fail("{}: bad view [{}, {}] stride {}", op, t.rows, t.cols, t.stride);
-  return static_cast<T*>(t.data);
-}
-
-void need(bool ok, const char* op, const char* what) {
-  if (!ok) fail("{}: {}", op, what);
-}
-
-void need_shape(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* name) {
-  if (t.data && (t.rows != rows || t.cols != cols))
-    fail("{}: {} is [{}, {}], expected [{}, {}]", op, name, t.rows, t.cols, rows, cols);
+  return operand_ptr<T>(t, Device::Cpu, op);
 }
 
 class CpuBackend final : public Backend {

@@ -1,0 +1,67 @@
+// Launchers of the CUDA backend's pointwise and row kernels (pointwise.cu), with the semantics of the CPU
+// kernels named in each group (ops/cpu/*.h): written vs accumulated outputs, strides and allowed aliasing are
+// theirs. All pointers are device pointers (null where the CPU kernel allows null), all launches on the
+// default stream; shapes are checked by the backend (cuda_backend.cpp) before a launcher is called. The
+// per-thread work of every kernel is a body in bodies/*.h, which tests/test_cuda_bodies.cpp runs on the host.
+#pragma once
+#include <cstdint>
+
+#include "ops/shapes.h"
+
+namespace txs::cuda {
+
+// ops/cpu/rmsnorm.h: x, y, dy, dx contiguous [rows, dim]; rstd [rows] (may be null in the forward pass);
+// dgain accumulated (may be null).
+void rmsnorm_forward(const float* x, const float* gain, float* y, float* rstd, int64_t rows, int64_t dim, double eps);
+void rmsnorm_backward(const float* dy, const float* x, const float* gain, const float* rstd, float* dx, float* dgain,
+                      int64_t rows, int64_t dim);
+
+// ops/cpu/rope.h: rotates `heads` vectors of c.dim at the start of each row of x (row stride `stride`) in
+// place. Returns false when a position lies outside [0, c.positions) — such rows are left untouched and
+// *bad_position is one of those positions. Waits for the kernel (it reads a flag back).
+bool rope_apply(float* x, int64_t rows, int64_t heads, int64_t stride, const int32_t* pos, const RopeCoeffs& c,
+                bool inverse, int32_t* bad_position);
+
+// ops/cpu/conv1d.h: x, dx with x_stride, y, dy with y_stride, w [C, W] contiguous; dx written (may be null),
+// dw, dbias accumulated (may be null).
+void conv1d_silu_forward(const float* x, int64_t x_stride, const float* w, const float* bias, float* y,
+                         int64_t y_stride, int64_t batch, int64_t seq, int64_t channels, int64_t width);
+void conv1d_silu_backward(const float* dy, int64_t y_stride, const float* x, int64_t x_stride, const float* w,
+                          const float* bias, float* dx, float* dw, float* dbias, int64_t batch, int64_t seq,
+                          int64_t channels, int64_t width);
+
+// ops/cpu/elementwise.h.
+void silu_mul_forward(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride, float* out,
+                      int64_t out_stride, int64_t rows, int64_t n);
+void silu_mul_backward(const float* dout, int64_t out_stride, const float* gate, int64_t gate_stride, const float* up,
+                       int64_t up_stride, float* dgate, float* dup, int64_t rows, int64_t n);
+void residual_forward(const float* skip, const float* w, const float* branch, float* out, int64_t rows, int64_t dim);
+void residual_backward(const float* dout, const float* skip, const float* w, float* dskip, float* dw, int64_t rows,
+                       int64_t dim);
+void softplus_forward(const float* raw, int64_t raw_stride, const float* bias, float* dt, int64_t rows, int64_t heads);
+void softplus_backward(const float* ddt, const float* raw, int64_t raw_stride, const float* bias, float* draw,
+                       float* dbias, int64_t rows, int64_t heads);
+// table [vocab, dim] contiguous, fp32 or bf16 (table_bf16: raw bf16 bits). Both return false when an id lies
+// outside [0, vocab) (that row is skipped; *bad_id is one such id), after waiting for the kernel.
+bool embedding_forward(const int32_t* ids, const void* table, bool table_bf16, float* out, int64_t rows, int64_t dim,
+                       int64_t vocab, int32_t* bad_id);
+// dtable += scatter of dout by ids, with atomicAdd: rows sharing an id add in an unspecified order, so the
+// sum of a repeated id may differ from the CPU's in the last bits (and from run to run).
+bool embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t rows, int64_t dim, int64_t vocab,
+                        int32_t* bad_id);
+
+// ops/cpu/adamw.h (p.step ≥ 1). sum_squares and all_finite return to the host (they wait for the device).
+void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, const AdamWParams& p, bool decay);
+double sum_squares(const float* x, int64_t n);
+void scale(float* x, int64_t n, float s);
+bool all_finite(const float* x, int64_t n);
+
+// Every element of a [rows, cols] view (row stride in elements) set to a bit pattern of element_bytes
+// (2, 4 or 8; bodies/convert.h fill_pattern), and the converting copies of ops/backend.h (bf16 as raw bits).
+void fill(void* dst, int64_t stride, int64_t rows, int64_t cols, int element_bytes, uint64_t bits);
+void convert_f32_to_bf16(const float* src, int64_t src_stride, uint16_t* dst, int64_t dst_stride, int64_t rows,
+                         int64_t cols);
+void convert_bf16_to_f32(const uint16_t* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                         int64_t cols);
+
+}  // namespace txs::cuda
