@@ -111,7 +111,10 @@ class CudaBackend final : public Backend {
     cuda::fill(dst.data, dst.stride, dst.rows, dst.cols, p.bytes, p.bits);
   }
 
-  void synchronize() override { TXS_CUDA_CHECK(cudaDeviceSynchronize()); }
+  void synchronize() override {
+    TXS_CUDA_CHECK(cudaDeviceSynchronize());
+    raise_deferred();
+  }
 
   // ---- dense --------------------------------------------------------------------------------------------
   void linear_forward(const Tensor& x, const Tensor& W, const Tensor& y) override {
@@ -168,9 +171,7 @@ class CudaBackend final : public Backend {
     need(x.cols >= heads * c.dim, op, "fewer columns than heads·dim");
     need(pos.numel() == x.rows && pos.contiguous(), op, "one position per row needed");
     need(c.positions == 0 || (c.cos && c.sin), op, "table without cos/sin");
-    int32_t bad = 0;
-    if (!cuda::rope_apply(ptr(x, op), x.rows, heads, x.stride, ptr<int32_t>(pos, op), c, inverse, &bad))
-      fail("rope: position {} outside the table [0, {})", bad, c.positions);
+    cuda::rope_apply(ptr(x, op), x.rows, heads, x.stride, ptr<int32_t>(pos, op), c, inverse);
   }
 
   // ---- attention ----------------------------------------------------------------------------------------
@@ -344,19 +345,14 @@ class CudaBackend final : public Backend {
     need(out.contiguous() && out.rows == ids.numel() && out.cols == table.cols, op, "out must be [ids, dim]");
     need(ids.contiguous() && table.contiguous(), op, "ids and table must be contiguous");
     const Weight t = weight(table, op);
-    int32_t bad = 0;
-    if (!cuda::embedding_forward(ptr<int32_t>(ids, op), t.data, t.bf16, ptr(out, op), out.rows, out.cols, table.rows,
-                                 &bad))
-      fail("{}: id {} outside [0, {})", op, bad, table.rows);
+    cuda::embedding_forward(ptr<int32_t>(ids, op), t.data, t.bf16, ptr(out, op), out.rows, out.cols, table.rows);
   }
   void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) override {
     const char* op = "embedding_backward";
     need(dout.contiguous() && dout.rows == ids.numel() && dout.cols == dtable.cols, op, "dout must be [ids, dim]");
     need(ids.contiguous() && dtable.contiguous(), op, "ids and dtable must be contiguous");
-    int32_t bad = 0;
-    if (!cuda::embedding_backward(ptr<int32_t>(ids, op), ptr(dout, op), ptr(dtable, op), dout.rows, dout.cols,
-                                  dtable.rows, &bad))
-      fail("{}: id {} outside [0, {})", op, bad, dtable.rows);
+    cuda::embedding_backward(ptr<int32_t>(ids, op), ptr(dout, op), ptr(dtable, op), dout.rows, dout.cols,
+                             dtable.rows);
   }
 
   // ---- LM head ------------------------------------------------------------------------------------------
@@ -372,8 +368,11 @@ class CudaBackend final : public Backend {
     need_shape(dW, W.rows, W.cols, op, "dW");
     need(dh.contiguous() && dW.contiguous(), op, "dh and dW must be contiguous");
     const Weight w = weight(W, op);
-    return cuda::lm_head_cross_entropy(ptr(h, op), w.data, w.bf16, ptr<int32_t>(targets, op), ptr(target_logprob, op),
-                                       ptr(dh, op), ptr(dW, op), grad_scale, h.rows, h.cols, W.rows);
+    const CrossEntropyResult r = cuda::lm_head_cross_entropy(ptr(h, op), w.data, w.bf16, ptr<int32_t>(targets, op),
+                                                             ptr(target_logprob, op), ptr(dh, op), ptr(dW, op),
+                                                             grad_scale, h.rows, h.cols, W.rows);
+    raise_deferred();  // the loss reaches the host: an out-of-range id of this pass's embedding fails here
+    return r;
   }
   void lm_head_logits(const Tensor& h, const Tensor& W, const Tensor& logits) override {
     const char* op = "lm_head_logits";
@@ -394,7 +393,9 @@ class CudaBackend final : public Backend {
   }
   double sum_squares(const Tensor& x) override {
     need(x.contiguous(), "sum_squares", "operand must be contiguous");
-    return cuda::sum_squares(ptr(x, "sum_squares"), x.numel());
+    const double r = cuda::sum_squares(ptr(x, "sum_squares"), x.numel());
+    raise_deferred();
+    return r;
   }
   void scale(const Tensor& x, float s) override {
     need(x.contiguous(), "scale", "operand must be contiguous");
@@ -402,7 +403,9 @@ class CudaBackend final : public Backend {
   }
   bool all_finite(const Tensor& x) override {
     need(x.contiguous(), "all_finite", "operand must be contiguous");
-    return cuda::all_finite(ptr(x, "all_finite"), x.numel());
+    const bool r = cuda::all_finite(ptr(x, "all_finite"), x.numel());
+    raise_deferred();
+    return r;
   }
 
  private:
@@ -430,6 +433,17 @@ class CudaBackend final : public Backend {
       TXS_CUDA_CHECK(cudaMemcpy2D(t.data, pitch(t), host, width, width, size_t(t.rows), cudaMemcpyHostToDevice));
     else
       TXS_CUDA_CHECK(cudaMemcpy2D(host, width, t.data, pitch(t), width, size_t(t.rows), cudaMemcpyDeviceToHost));
+    if (!to_device) raise_deferred();
+  }
+  // The input errors found by kernels since the last check (pointwise.h: deferred checks), as the op's error.
+  static void raise_deferred() {
+    const cuda::DeferredError e = cuda::take_deferred_error();
+    switch (e.op) {
+      case cuda::CheckedOp::None: return;
+      case cuda::CheckedOp::Rope: fail("rope_apply: position {} outside the table [0, {})", e.value, e.limit);
+      case cuda::CheckedOp::EmbeddingForward: fail("embedding_forward: id {} outside [0, {})", e.value, e.limit);
+      case cuda::CheckedOp::EmbeddingBackward: fail("embedding_backward: id {} outside [0, {})", e.value, e.limit);
+    }
   }
   static AttentionShape with_strides(AttentionShape s, const Tensor& q, const Tensor& k, const Tensor& v,
                                      const Tensor& out, const char* op) {

@@ -4,8 +4,8 @@
 // Layouts: element-wise ops use one thread per element, columns fastest (coalesced), in grid-stride loops;
 // RMSNorm uses one block per row (block reduction in double for the row statistic); parameter gradients
 // summed over rows use the two deterministic passes of bodies/column_sum.h; sum_squares reduces per block,
-// then adds the block sums in order in one block. Device-side checks (ids, positions, finiteness) set a
-// small device flag that the launcher copies back.
+// then adds the block sums in order in one block. Device-side checks of ids and positions record a deferred
+// error (pointwise.h) without waiting; all_finite's flag is copied back at once (its caller wants the answer).
 #include "ops/cuda/pointwise.h"
 
 #include <algorithm>
@@ -71,6 +71,24 @@ bool flags_clear(const int32_t* flags, int32_t* bad_value) {
   TXS_CUDA_CHECK(cudaMemcpy(host, flags, sizeof host, cudaMemcpyDeviceToHost));
   if (host[0] != 0 && bad_value) *bad_value = host[1];
   return host[0] == 0;
+}
+
+// The deferred checks' records: one (flag, value) pair per checked op, zero until a kernel finds a bad input,
+// plus the table size each op was last launched with (host side, for the message).
+constexpr int kCheckedOps = 4;
+int32_t* deferred_records() {
+  static int32_t* records = [] {
+    int32_t* p = nullptr;
+    TXS_CUDA_CHECK(cudaMalloc(&p, 2 * kCheckedOps * sizeof(int32_t)));
+    TXS_CUDA_CHECK(cudaMemset(p, 0, 2 * kCheckedOps * sizeof(int32_t)));
+    return p;
+  }();
+  return records;
+}
+int64_t g_deferred_limit[kCheckedOps] = {};
+int32_t* deferred_flags(CheckedOp op, int64_t limit) {
+  g_deferred_limit[int(op)] = limit;
+  return deferred_records() + 2 * int(op);
 }
 
 // Scratch of the column reductions: [blocks, width] doubles after `offset` bytes (256-aligned) of other data.
@@ -306,14 +324,13 @@ void rmsnorm_backward(const float* dy, const float* x, const float* gain, const 
   TXS_CUDA_LAUNCHED("rmsnorm_dx");
 }
 
-bool rope_apply(float* x, int64_t rows, int64_t heads, int64_t stride, const int32_t* pos, const RopeCoeffs& c,
-                bool inverse, int32_t* bad_position) {
+void rope_apply(float* x, int64_t rows, int64_t heads, int64_t stride, const int32_t* pos, const RopeCoeffs& c,
+                bool inverse) {
   const int64_t n = rows * heads * (c.dim / 2);
-  if (n == 0) return true;
-  int32_t* flags = reset_flags();
-  rope_kernel<<<blocks_for(n), kThreads>>>(x, rows, heads, stride, pos, c, inverse, flags);
+  if (n == 0) return;
+  rope_kernel<<<blocks_for(n), kThreads>>>(x, rows, heads, stride, pos, c, inverse,
+                                           deferred_flags(CheckedOp::Rope, c.positions));
   TXS_CUDA_LAUNCHED("rope_apply");
-  return flags_clear(flags, bad_position);
 }
 
 void conv1d_silu_forward(const float* x, int64_t x_stride, const float* w, const float* bias, float* y,
@@ -411,10 +428,10 @@ void softplus_backward(const float* ddt, const float* raw, int64_t raw_stride, c
   }
 }
 
-bool embedding_forward(const int32_t* ids, const void* table, bool table_bf16, float* out, int64_t rows, int64_t dim,
-                       int64_t vocab, int32_t* bad_id) {
-  if (rows * dim == 0) return true;
-  int32_t* flags = reset_flags();
+void embedding_forward(const int32_t* ids, const void* table, bool table_bf16, float* out, int64_t rows, int64_t dim,
+                       int64_t vocab) {
+  if (rows * dim == 0) return;
+  int32_t* flags = deferred_flags(CheckedOp::EmbeddingForward, vocab);
   if (table_bf16)
     embedding_forward_kernel<<<blocks_for(rows * dim), kThreads>>>(ids, static_cast<const uint16_t*>(table), out, rows,
                                                                    dim, vocab, flags);
@@ -422,16 +439,25 @@ bool embedding_forward(const int32_t* ids, const void* table, bool table_bf16, f
     embedding_forward_kernel<<<blocks_for(rows * dim), kThreads>>>(ids, static_cast<const float*>(table), out, rows,
                                                                    dim, vocab, flags);
   TXS_CUDA_LAUNCHED("embedding_forward");
-  return flags_clear(flags, bad_id);
 }
 
-bool embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t rows, int64_t dim, int64_t vocab,
-                        int32_t* bad_id) {
-  if (rows * dim == 0) return true;
-  int32_t* flags = reset_flags();
+void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t rows, int64_t dim,
+                        int64_t vocab) {
+  if (rows * dim == 0) return;
+  int32_t* flags = deferred_flags(CheckedOp::EmbeddingBackward, vocab);
   embedding_backward_kernel<<<blocks_for(rows * dim), kThreads>>>(ids, dout, dtable, rows, dim, vocab, flags);
   TXS_CUDA_LAUNCHED("embedding_backward");
-  return flags_clear(flags, bad_id);
+}
+
+DeferredError take_deferred_error() {
+  int32_t host[2 * kCheckedOps];
+  TXS_CUDA_CHECK(cudaMemcpy(host, deferred_records(), sizeof host, cudaMemcpyDeviceToHost));
+  for (int op = 1; op < kCheckedOps; ++op) {
+    if (host[2 * op] == 0) continue;
+    TXS_CUDA_CHECK(cudaMemset(deferred_records(), 0, sizeof host));
+    return DeferredError{CheckedOp(op), host[2 * op + 1], g_deferred_limit[op]};
+  }
+  return {};
 }
 
 void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, const AdamWParams& p, bool decay) {

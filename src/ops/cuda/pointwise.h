@@ -16,11 +16,23 @@ void rmsnorm_forward(const float* x, const float* gain, float* y, float* rstd, i
 void rmsnorm_backward(const float* dy, const float* x, const float* gain, const float* rstd, float* dx, float* dgain,
                       int64_t rows, int64_t dim);
 
+// Deferred input checks. rope_apply and the embedding ops never read outside their tables: a row whose position
+// or id is out of range is left alone and recorded on the device, without waiting for the kernel (a wait per
+// call would drain the GPU's queue on every layer of every step). take_deferred_error() reports the first
+// record since the last call and clears them; the backend calls it wherever it waits anyway (synchronize,
+// download, the ops that return host values), so a bad input fails before any result reaches the host.
+enum class CheckedOp : int32_t { None = 0, Rope, EmbeddingForward, EmbeddingBackward };
+struct DeferredError {
+  CheckedOp op = CheckedOp::None;
+  int32_t value = 0;  // the offending position or id
+  int64_t limit = 0;  // the table size it was checked against
+};
+DeferredError take_deferred_error();  // waits for the device
+
 // ops/cpu/rope.h: rotates `heads` vectors of c.dim at the start of each row of x (row stride `stride`) in
-// place. Returns false when a position lies outside [0, c.positions) — such rows are left untouched and
-// *bad_position is one of those positions. Waits for the kernel (it reads a flag back).
-bool rope_apply(float* x, int64_t rows, int64_t heads, int64_t stride, const int32_t* pos, const RopeCoeffs& c,
-                bool inverse, int32_t* bad_position);
+// place. Rows whose position lies outside [0, c.positions) are left untouched (a deferred error).
+void rope_apply(float* x, int64_t rows, int64_t heads, int64_t stride, const int32_t* pos, const RopeCoeffs& c,
+                bool inverse);
 
 // ops/cpu/conv1d.h: x, dx with x_stride, y, dy with y_stride, w [C, W] contiguous; dx written (may be null),
 // dw, dbias accumulated (may be null).
@@ -41,14 +53,13 @@ void residual_backward(const float* dout, const float* skip, const float* w, flo
 void softplus_forward(const float* raw, int64_t raw_stride, const float* bias, float* dt, int64_t rows, int64_t heads);
 void softplus_backward(const float* ddt, const float* raw, int64_t raw_stride, const float* bias, float* draw,
                        float* dbias, int64_t rows, int64_t heads);
-// table [vocab, dim] contiguous, fp32 or bf16 (table_bf16: raw bf16 bits). Both return false when an id lies
-// outside [0, vocab) (that row is skipped; *bad_id is one such id), after waiting for the kernel.
-bool embedding_forward(const int32_t* ids, const void* table, bool table_bf16, float* out, int64_t rows, int64_t dim,
-                       int64_t vocab, int32_t* bad_id);
+// table [vocab, dim] contiguous, fp32 or bf16 (table_bf16: raw bf16 bits). An id outside [0, vocab) is
+// skipped (a deferred error).
+void embedding_forward(const int32_t* ids, const void* table, bool table_bf16, float* out, int64_t rows, int64_t dim,
+                       int64_t vocab);
 // dtable += scatter of dout by ids, with atomicAdd: rows sharing an id add in an unspecified order, so the
 // sum of a repeated id may differ from the CPU's in the last bits (and from run to run).
-bool embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t rows, int64_t dim, int64_t vocab,
-                        int32_t* bad_id);
+void embedding_backward(const int32_t* ids, const float* dout, float* dtable, int64_t rows, int64_t dim, int64_t vocab);
 
 // ops/cpu/adamw.h (p.step ≥ 1). sum_squares and all_finite return to the host (they wait for the device).
 void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, const AdamWParams& p, bool decay);

@@ -1,6 +1,6 @@
 // Embedding bodies (semantics: ops/cpu/elementwise.h): one thread per (row r, column c); ids live on the
 // device, so they are checked here: an id outside [0, vocab) is never dereferenced — the body sets
-// bad[0] = 1, bad[1] = that id, and the op fails after the kernel. The table is contiguous [vocab, dim],
+// bad[0] = 1, bad[1] = that id, a deferred error (ops/cuda/pointwise.h). The table is contiguous [vocab, dim],
 // fp32 or bf16 (raw bits, widened exactly).
 #pragma once
 #include "ops/cuda/portable.h"

@@ -1,6 +1,6 @@
 // RoPE body (semantics: ops/cpu/rope.h): one thread per rotated pair k ↔ (row r, head h, element i < dim/2)
 // of x, rotated in place; row r starts at x + r·stride and sits at position pos[r]. A position outside the table
-// is not read: the body sets bad[0] = 1 and bad[1] = that position, and the op fails after the kernel.
+// is not read: the body sets bad[0] = 1 and bad[1] = that position, a deferred error (ops/cuda/pointwise.h).
 #pragma once
 #include "ops/cuda/portable.h"
 
