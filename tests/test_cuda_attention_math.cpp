@@ -1,18 +1,94 @@
-// The CUDA attention kernels' tiling and softmax arithmetic, run on the host: the loops of
-// src/ops/cuda/attention.cu (block order and decomposition, tile ranges, causal masks, padding of partial
-// tiles, online softmax, recomputed probabilities and dS, decode splits and the partial merge) are replayed
-// tile by tile in fp32 with the functions of src/ops/cuda/attention_kernels.cuh that the kernels call, and
-// checked against the CPU reference (ops/cpu/attention.h, in double). What this cannot check — the thread
-// mapping, shared-memory indexing, warp shuffles and atomics — is left to the GPU conformance tests.
+// The CUDA attention kernels, run on the host, against the CPU reference (ops/cpu/attention.h, in double):
+//  * the kernels themselves (src/ops/cuda/attention_kernels.cuh) under a small CUDA emulation: one std::thread
+//    per CUDA thread, blocks one after another, std::barrier for __syncthreads / __syncwarp and the warp
+//    shuffles, atomic_ref for atomicAdd, shared memory filled with NaN before each block — so the thread
+//    mapping, the shared-memory indexing, the reductions and the strided global reads and writes are exercised,
+//    with the launch geometry of attention.cu (the host launchers' few lines are replayed here);
+//  * the tiling and softmax arithmetic in a plain tile-by-tile replay of the kernels' loops (fp32, the same
+//    attention_kernels.cuh functions), which also checks that every visible (query, key) pair is visited once.
+// What the emulation cannot show: the GPU's memory model and timing (a missing barrier may pass here), bank
+// conflicts, register and shared-memory limits, and the CUDA launch calls themselves.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "core/rng.h"
 #include "ops/cpu/attention.h"
+
+// ---- CUDA emulation (just what the attention kernels use) ----
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+namespace emu {
+struct Dim3 {
+  unsigned x = 0, y = 0, z = 0;
+};
+inline thread_local Dim3 thread_idx, block_idx;
+inline Dim3 block_dim, grid_dim;
+// The running block: its barriers, the shuffle exchange slots and its dynamic shared memory.
+struct Block {
+  std::barrier<> all;
+  std::vector<std::unique_ptr<std::barrier<>>> warps;
+  std::vector<float> slots;
+  std::vector<float4> smem;
+  Block(int threads, size_t smem_bytes)
+      : all(threads), slots(size_t(threads)), smem((smem_bytes + 15) / 16, float4{NAN, NAN, NAN, NAN}) {
+    for (int w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<std::barrier<>>(32));
+  }
+};
+inline Block* block = nullptr;
+inline std::barrier<>& my_warp() { return *block->warps[thread_idx.x / 32]; }
+
+// Runs `body` as the kernel of a <<<grid, threads, smem_bytes>>> launch.
+inline void launch(int64_t grid, int threads, size_t smem_bytes, const std::function<void()>& body) {
+  block_dim = {unsigned(threads)};
+  grid_dim = {unsigned(grid)};
+  for (int64_t b = 0; b < grid; ++b) {
+    Block blk(threads, smem_bytes);
+    block = &blk;
+    std::vector<std::thread> threads_of_block;
+    for (int t = 0; t < threads; ++t)
+      threads_of_block.emplace_back([&body, t, b] {
+        thread_idx = {unsigned(t)};
+        block_idx = {unsigned(b)};
+        body();
+      });
+    for (auto& t : threads_of_block) t.join();
+    block = nullptr;
+  }
+}
+}  // namespace emu
+
+#define TXS_CUDA_EMULATION 1
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define threadIdx (::emu::thread_idx)
+#define blockIdx (::emu::block_idx)
+#define blockDim (::emu::block_dim)
+#define gridDim (::emu::grid_dim)
+#define TXS_ATTN_DYNAMIC_SMEM(name) float4* name = ::emu::block->smem.data()
+inline void __syncthreads() { emu::block->all.arrive_and_wait(); }
+inline void __syncwarp() { emu::my_warp().arrive_and_wait(); }
+inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
+  const unsigned t = emu::thread_idx.x;
+  emu::block->slots[t] = v;
+  emu::my_warp().arrive_and_wait();
+  const float other = emu::block->slots[(t & ~31u) | ((t & 31u) ^ unsigned(lane_mask))];
+  emu::my_warp().arrive_and_wait();  // nobody overwrites a slot before every lane has read
+  return other;
+}
+inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+
 #include "ops/cuda/attention_kernels.cuh"
 
 namespace {
@@ -368,6 +444,154 @@ TEST(CudaAttentionMath, SoftmaxStepsNeverMakeNaN) {
   EXPECT_EQ(padded_head_dim(65), 128);
   EXPECT_EQ(padded_head_dim(256), 256);
   EXPECT_EQ(padded_head_dim(257), 0);
+}
+
+// ---- The kernels under emulation ----
+
+// The launches of attention.cu's forward_impl / backward_impl / decode_impl, for one padded head dim.
+template <int PT>
+void emulated_forward(const AttentionShape& s, const float* q, const float* k, const float* v, float* out,
+                      float* lse) {
+  const float scale = 1.0f / std::sqrt(float(s.head_dim));
+  emu::launch(fwd_blocks(s), Fwd<PT>::kThreads, Fwd<PT>::kSmemBytes,
+              [&] { attention_forward_kernel<PT>(s, q, k, v, out, lse, scale); });
+}
+template <int PT>
+void emulated_backward(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
+                       const float* lse, const float* dout, float* dq, float* dk, float* dv) {
+  const int64_t rows = s.batch * s.q_len, HP = s.heads * s.head_dim;
+  std::vector<float> D(size_t(rows * s.heads + 1), NAN), dq_acc(size_t(rows * HP + 1), 0.0f);
+  const float scale = 1.0f / std::sqrt(float(s.head_dim));
+  if (rows > 0)
+    emu::launch(grid_stride_blocks(rows * s.heads, kRowDotThreads / kWarpSize), kRowDotThreads, 0,
+                [&] { attention_row_dot_kernel(s, out, dout, D.data()); });
+  emu::launch(bwd_blocks(s), Bwd<PT>::kThreads, Bwd<PT>::kSmemBytes, [&] {
+    attention_backward_kernel<PT>(s, q, k, v, lse, D.data(), dout, dq_acc.data(), dk, dv, scale);
+  });
+  if (rows > 0)
+    emu::launch(grid_stride_blocks(rows * HP, kCopyThreads), kCopyThreads, 0,
+                [&] { attention_copy_dq_kernel(rows, HP, dq_acc.data(), dq, s.q_stride); });
+}
+template <int PT>
+void emulated_decode(int64_t H, int64_t Hkv, int64_t P, const float* q, const float* k, const float* v,
+                     int64_t kv_len, int64_t kv_stride, float* out) {
+  const int64_t per_split = decode_keys_per_split(kv_len, H);
+  const int64_t n_splits = decode_split_count(kv_len, per_split), n_part = n_splits * kDecodeWarps;
+  std::vector<float> part_acc(size_t(H * n_part * PT), NAN), part_ml(size_t(H * n_part * 2), NAN);
+  const float scale = 1.0f / std::sqrt(float(P));
+  emu::launch(H * n_splits, kDecodeWarps * kWarpSize, 0, [&] {
+    attention_decode_partial_kernel<PT>(H, H / Hkv, P, q, k, v, kv_len, kv_stride, per_split, n_splits, scale,
+                                        part_ml.data(), part_acc.data());
+  });
+  emu::launch(H, kDecodeMergeThreads, 0,
+              [&] { attention_decode_merge_kernel<PT>(P, n_part, part_ml.data(), part_acc.data(), out); });
+}
+
+// The kernels' operands are column slices: `lead` columns into rows of stride lead + width + 3.
+struct Sliced {
+  AttentionShape s;
+  int64_t lead = 2;
+};
+Sliced sliced_shape(const Case& c) {
+  Sliced x;
+  x.s = shape_of(c);
+  x.s.q_stride = x.lead + c.H * c.P + 3;
+  x.s.kv_stride = x.lead + c.Hkv * c.P + 3;
+  x.s.out_stride = x.lead + c.H * c.P + 4;
+  return x;
+}
+
+constexpr float kSentinel = -777.0f;  // outside the slices: must survive
+
+// Checks the slice [lead, lead + cols) of each row against the reference and everything else for the sentinel.
+void expect_slice(const std::vector<float>& got, const std::vector<double>& ref, int64_t rows, int64_t cols,
+                  int64_t stride, int64_t lead, double tol, const char* what) {
+  double diff = 0, scale = 1e-2;  // floor: with one key dq = dk = 0 exactly, and only rounding is left
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < stride; ++c) {
+      const float g = got[size_t(r * stride + c)];
+      if (c < lead || c >= lead + cols) {
+        ASSERT_EQ(g, kSentinel) << what << " written outside its slice at row " << r << " column " << c;
+        continue;
+      }
+      ASSERT_TRUE(std::isfinite(g)) << what << " row " << r << " column " << c;
+      diff = std::max(diff, std::abs(double(g) - ref[size_t(r * stride + c)]));
+      scale = std::max(scale, std::abs(ref[size_t(r * stride + c)]));
+    }
+  EXPECT_LT(diff / scale, tol) << what;
+}
+
+// fn<PT>(args...) for head dim P, as attention.cu's switches dispatch.
+#define TXS_DISPATCH_PT(P, fn, ...)                        \
+  switch (padded_head_dim(P)) {                            \
+    case 64: fn<64>(__VA_ARGS__); break;                   \
+    case 128: fn<128>(__VA_ARGS__); break;                 \
+    case 192: fn<192>(__VA_ARGS__); break;                 \
+    case 256: fn<256>(__VA_ARGS__); break;                 \
+    default: FAIL() << "head dim " << P << " unsupported"; \
+  }
+
+// Head dims 64, 128 (exact), 160 → 192 (32-query backward tiles), 256, 40 → 64; GQA; q_len < kv_len; partial
+// tiles; one token; and q_len = 0 (a cache but no queries: dK = dV = 0).
+const Case kEmulatedCases[] = {
+    {2, 70, 70, 4, 2, 64}, {1, 5, 133, 2, 1, 128}, {1, 65, 129, 4, 1, 160},
+    {1, 33, 40, 2, 2, 256}, {1, 20, 90, 3, 1, 40},  {2, 1, 1, 2, 2, 64}, {1, 0, 70, 2, 1, 64},
+};
+
+TEST(CudaAttentionKernelsEmulated, ForwardAndBackwardMatchTheCpuReference) {
+  for (const Case& c : kEmulatedCases) {
+    SCOPED_TRACE(testing::Message() << "B" << c.B << " Tq" << c.Tq << " Tk" << c.Tk << " H" << c.H << " Hkv"
+                                    << c.Hkv << " P" << c.P);
+    const Sliced x = sliced_shape(c);
+    const AttentionShape& s = x.s;
+    const Inputs in = make_inputs(s, 17);
+    std::vector<double> out_ref(size_t(c.B * c.Tq * s.out_stride), 0.0), lse_ref(size_t(c.B * c.H * c.Tq) + 1);
+    std::vector<double> dq_ref(in.q.size(), 0.0), dk_ref(in.k.size(), 0.0), dv_ref(in.v.size(), 0.0);
+    txs::cpu::attention_forward<double>(s, in.q.data() + x.lead, in.k.data() + x.lead, in.v.data() + x.lead,
+                                        out_ref.data() + x.lead, lse_ref.data());
+    txs::cpu::attention_backward<double>(s, in.q.data() + x.lead, in.k.data() + x.lead, in.v.data() + x.lead,
+                                         out_ref.data() + x.lead, lse_ref.data(), in.dout.data() + x.lead,
+                                         dq_ref.data() + x.lead, dk_ref.data() + x.lead, dv_ref.data() + x.lead);
+
+    const std::vector<float> q = to_float(in.q), k = to_float(in.k), v = to_float(in.v), dout = to_float(in.dout);
+    std::vector<float> out(out_ref.size(), kSentinel), lse(lse_ref.size(), kSentinel);
+    TXS_DISPATCH_PT(c.P, emulated_forward, s, q.data() + x.lead, k.data() + x.lead, v.data() + x.lead,
+                                          out.data() + x.lead, lse.data());
+    expect_slice(out, out_ref, c.B * c.Tq, c.H * c.P, s.out_stride, x.lead, 2e-5, "out");
+    expect_slice(lse, lse_ref, 1, c.B * c.H * c.Tq, int64_t(lse.size()), 0, 2e-5, "lse");
+
+    std::vector<float> dq(dq_ref.size(), kSentinel), dk(dk_ref.size(), kSentinel), dv(dv_ref.size(), kSentinel);
+    const std::vector<float> outf = to_float(out_ref), lsef = to_float(lse_ref);
+    TXS_DISPATCH_PT(c.P, emulated_backward, s, q.data() + x.lead, k.data() + x.lead, v.data() + x.lead,
+                                           outf.data() + x.lead, lsef.data(), dout.data() + x.lead,
+                                           dq.data() + x.lead, dk.data() + x.lead, dv.data() + x.lead);
+    expect_slice(dq, dq_ref, c.B * c.Tq, c.H * c.P, s.q_stride, x.lead, 1e-4, "dq");
+    expect_slice(dk, dk_ref, c.B * c.Tk, c.Hkv * c.P, s.kv_stride, x.lead, 1e-4, "dk");
+    expect_slice(dv, dv_ref, c.B * c.Tk, c.Hkv * c.P, s.kv_stride, x.lead, 1e-4, "dv");
+  }
+}
+
+TEST(CudaAttentionKernelsEmulated, DecodeMatchesTheCpuReference) {
+  struct DecodeCase {
+    int64_t H, Hkv, P, kv_len;
+  };
+  // One key; fewer keys than warps; several splits with a short last one; head dims 40, 128, 256; GQA.
+  for (const DecodeCase& c : {DecodeCase{4, 2, 64, 1}, DecodeCase{2, 1, 128, 3}, DecodeCase{3, 3, 40, 700},
+                              DecodeCase{1, 1, 256, 1100}, DecodeCase{8, 2, 128, 300}}) {
+    SCOPED_TRACE(testing::Message() << "H" << c.H << " Hkv" << c.Hkv << " P" << c.P << " kv_len" << c.kv_len);
+    const int64_t lead = 1, kv_stride = lead + c.Hkv * c.P + 3;
+    txs::Rng rng(23);
+    const std::vector<double> q = random_vector(rng, c.H * c.P), k = random_vector(rng, c.kv_len * kv_stride),
+                              v = random_vector(rng, c.kv_len * kv_stride);
+    std::vector<double> ref(size_t(c.H * c.P));
+    txs::cpu::attention_decode<double>(c.H, c.Hkv, c.P, q.data(), k.data() + lead, v.data() + lead, c.kv_len,
+                                       kv_stride, ref.data());
+    const std::vector<float> qf = to_float(q), kf = to_float(k), vf = to_float(v);
+    std::vector<float> out(ref.size(), kSentinel);
+    TXS_DISPATCH_PT(c.P, emulated_decode, c.H, c.Hkv, c.P, qf.data(), kf.data() + lead, vf.data() + lead, c.kv_len,
+                                         kv_stride, out.data());
+    expect_slice(out, ref, 1, c.H * c.P, c.H * c.P, 0, 2e-5, "out");
+  }
 }
 
 }  // namespace
