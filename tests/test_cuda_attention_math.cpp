@@ -267,7 +267,8 @@ void simulate_decode(int64_t H, int64_t Hkv, int64_t P, const std::vector<float>
   const int64_t n_splits = decode_split_count(kv_len, per_split), n_part = n_splits * kDecodeWarps;
   const float scale = 1.0f / std::sqrt(float(P));
   for (int64_t h = 0; h < H; ++h) {
-    std::vector<float> pm(static_cast<size_t>(n_part)), pl(static_cast<size_t>(n_part)), pacc(static_cast<size_t>(n_part * P));
+    const size_t parts = static_cast<size_t>(n_part);
+    std::vector<float> pm(parts), pl(parts), pacc(parts * size_t(P));
     for (int64_t split = 0; split < n_splits; ++split)
       for (int64_t w = 0; w < kDecodeWarps; ++w) {
         const int64_t part = split * kDecodeWarps + w, begin = split * per_split;

@@ -23,20 +23,32 @@
 //   [B·q_len, H·P] (zeroed first), which a last kernel copies into dq's strided slice. dK and dV of a key
 //   tile are complete at the end of its block (all group heads, all queries): written once, no atomics.
 //   Shared at PT = 128: 4 tiles 64·132 + p, dS 64·68 + lse, D = 167 KiB; at PT = 256 (32 queries) 212 KiB.
-// Decode — flash-decoding: block = (head, split of ≥ 256 keys; enough splits to give ~1024 blocks); each of
-//   its 4 warps runs an online softmax over every 4th key of the split (one q·k per step, reduced by
+// Decode — flash-decoding: block = (head, split of the keys; at most ⌈kv_len/256⌉ splits, ~1024 blocks);
+//   each of its 4 warps runs an online softmax over every 4th key of the split (one q·k per step, reduced by
 //   shuffles) into a partial (m, l, acc[P]) in scratch; a second kernel merges a head's partials with
 //   weights exp(m_part − max m). No scores are stored, so kv_len is bounded only by memory.
 //
-// Tile sizes: 64 × 64 score tiles give every lane two keys, keep ≤ 64 accumulator floats per lane for
-// PT ≤ 128 and let 2 forward blocks (16 warps) share an SM at PT = 128; larger tiles would not fit the
+// Tile sizes: 64 × 64 score tiles give every lane two keys and keep the per-lane accumulators at ≤ 64 floats
+// for PT ≤ 128 (forward acc 8 rows × PT/32; backward dK + dV 2 × 8 keys × PT/32), so no kernel spills
+// (ptxas: forward 126/142/158/206 registers at PT 64/128/192/256, backward 144/238/212/254 — one 256-thread
+// block per SM at PT ≥ 128, which is fine for a correctness-first kernel); larger tiles would not fit the
 // backward's four PT-wide shared tiles. Shared memory above 48 KiB is opted into per kernel
 // (cudaFuncAttributeMaxDynamicSharedMemorySize) after checking the device's limit.
 //
-// What is verified where: tests/test_cuda_attention_math.cpp runs, on the host, the kernels' tile loops
-// (tile ranges, masks, online softmax, recomputed p and dS, decode split/partial merge — the functions of
-// attention_kernels.cuh that the kernels call) against the CPU reference. The thread mapping, shared-memory
-// indexing, warp reductions and atomics can only be checked on a GPU (the backend conformance tests).
+// Layout: the kernels and their portable helpers are in attention_kernels.cuh; this file holds the host side
+// (shape checks, head-dim dispatch, shared-memory opt-in, scratch, launches).
+//
+// What is verified where (tests/test_cuda_attention_math.cpp, on the host, against the CPU reference in double):
+//  * the kernels of attention_kernels.cuh themselves, run under a CUDA emulation (a std::thread per CUDA
+//    thread, std::barrier for __syncthreads/__syncwarp/shuffles, atomic_ref for atomicAdd, shared memory
+//    poisoned with NaN) with this file's launch geometry: forward, backward and decode for head dims 40, 64,
+//    128, 160, 256, GQA, q_len < kv_len, partial tiles, q_len = 0, operands as column slices (columns outside
+//    the slices checked untouched). The same test built with -fsanitize=thread reports no data race (and does
+//    report one when a __syncthreads is removed);
+//  * a plain tile-by-tile replay of the loops with the same helpers, and an exhaustive check that the tiles
+//    visit every visible (query, key) pair exactly once.
+// Only a GPU can check: the launches and the shared-memory opt-in, the hardware memory model, register and
+// shared-memory limits at run time, and speed (the backend conformance tests).
 #include "ops/cuda/attention.h"
 
 #include <cuda_runtime.h>
@@ -148,7 +160,8 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
   float* dq_acc = static_cast<float*>(scratch(ScratchSlot::Attention, size_t(rows * HP + 1) * sizeof(float)));
   if (rows > 0) {
     TXS_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, size_t(rows * HP) * sizeof(float), 0));
-    attention_row_dot_kernel<<<grid_stride_blocks(rows * s.heads, kRowDotThreads / kWarpSize), kRowDotThreads>>>(s, out, dout, D);
+    const unsigned blocks = grid_stride_blocks(rows * s.heads, kRowDotThreads / kWarpSize);
+    attention_row_dot_kernel<<<blocks, kRowDotThreads>>>(s, out, dout, D);
     TXS_CUDA_LAUNCHED("attention_row_dot_kernel");
   }
   switch (padded_head_dim(s.head_dim)) {
@@ -158,7 +171,8 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
     default: backward_impl<256>(s, q, k, v, lse, D, dout, dq_acc, dk, dv); break;
   }
   if (rows > 0) {
-    attention_copy_dq_kernel<<<grid_stride_blocks(rows * HP, kCopyThreads), kCopyThreads>>>(rows, HP, dq_acc, dq, s.q_stride);
+    const unsigned blocks = grid_stride_blocks(rows * HP, kCopyThreads);
+    attention_copy_dq_kernel<<<blocks, kCopyThreads>>>(rows, HP, dq_acc, dq, s.q_stride);
     TXS_CUDA_LAUNCHED("attention_copy_dq_kernel");
   }
 }

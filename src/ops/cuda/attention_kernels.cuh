@@ -1,10 +1,11 @@
-// The portable part of the CUDA attention kernels (attention.cu): tile sizes, which keys and queries a tile
-// touches, the causal mask, and the per-element softmax arithmetic (online max/rescale, probabilities,
-// log-sum-exp, the backward's dS, the decode partials' merge weights). The kernels call these functions;
-// tests/test_cuda_attention_math.cpp calls the same functions on the host in a tile-by-tile simulation of
-// the kernels' loops and checks the result against the CPU reference — so the tiling and the softmax
-// arithmetic are tested without a GPU. Only plain C++ here (portable.h's TXS_HD convention): no shared
-// memory, no warp intrinsics; the cross-thread reductions are the kernels' own.
+// The CUDA attention kernels (launched by attention.cu; the algorithm and tile sizes are described there), in
+// two parts:
+//  * portable helpers (TXS_HD, plain C++): tile sizes and launch geometry, which keys and queries a tile
+//    touches, the causal mask, and the per-element softmax arithmetic (online max/rescale, probabilities,
+//    log-sum-exp, the backward's dS, the decode partials' merge weights);
+//  * the kernels themselves, in CUDA C++, compiled by nvcc — and by the host compiler under the small CUDA
+//    emulation of tests/test_cuda_attention_math.cpp (TXS_CUDA_EMULATION), which runs these exact kernels on
+//    the CPU against the CPU reference.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -39,7 +40,8 @@ inline constexpr int64_t kDecodeTargetBlocks = 1024;    // enough blocks to fill
 // Head dims are padded (with zeros) to the next of 64, 128, 192, 256: the kernels' per-lane arrays are
 // PT / 32 long. 0 when the head dim is not supported (> 256).
 TXS_HD constexpr int padded_head_dim(int64_t head_dim) {
-  return head_dim <= 0 ? 0 : head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : head_dim <= 192 ? 192 : head_dim <= 256 ? 256 : 0;
+  if (head_dim <= 0 || head_dim > 256) return 0;
+  return head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : head_dim <= 192 ? 192 : 256;
 }
 
 // ---- Causal structure ----
@@ -132,7 +134,8 @@ TXS_HD unsigned grid_stride_blocks(int64_t items, int64_t per_block) {
 // ---- The kernels ----
 // Compiled by nvcc for attention.cu, and by the host compiler in tests/test_cuda_attention_math.cpp under a
 // small CUDA emulation (TXS_CUDA_EMULATION: one std::thread per CUDA thread, barriers for __syncthreads,
-// __syncwarp and the shuffles, atomic_ref for atomicAdd) that runs these exact kernels on the CPU.
+// __syncwarp and the shuffles, atomic_ref for atomicAdd). Loop unrolling is spelled through TXS_UNROLL so
+// that each compiler reads its own pragma.
 #if defined(__CUDACC__) || defined(TXS_CUDA_EMULATION)
 #define TXS_ATTN_STRINGIFY(x) #x
 #if defined(__CUDACC__)
@@ -150,12 +153,12 @@ namespace {
 constexpr unsigned kFullMask = 0xffffffffu;
 
 __device__ __forceinline__ float warp_max(float x) {
-TXS_UNROLL_ALL
+  TXS_UNROLL_ALL
   for (int o = 16; o > 0; o /= 2) x = fmaxf(x, __shfl_xor_sync(kFullMask, x, o));
   return x;
 }
 __device__ __forceinline__ float warp_sum(float x) {
-TXS_UNROLL_ALL
+  TXS_UNROLL_ALL
   for (int o = 16; o > 0; o /= 2) x += __shfl_xor_sync(kFullMask, x, o);
   return x;
 }
@@ -168,11 +171,11 @@ __device__ __forceinline__ void tile_dots(const float* A, int lda, const float* 
                                           float (&s)[R][2]) {
   const float* b0 = B + lane * ldb;
   const float* b1 = B + (lane + 32) * ldb;
-TXS_UNROLL(4)
+  TXS_UNROLL(4)
   for (int p = 0; p < PT; p += 4) {
     const float4 k0 = *reinterpret_cast<const float4*>(b0 + p);
     const float4 k1 = *reinterpret_cast<const float4*>(b1 + p);
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int r = 0; r < R; ++r) {
       const float4 a = *reinterpret_cast<const float4*>(A + r * lda + p);
       s[r][0] += dot4(a, k0);
@@ -232,11 +235,11 @@ __global__ void __launch_bounds__(Fwd<PT>::kThreads, 1)
   load_tile<PT, C::kThreads>(Qs, PT, kFwdQ, q + (b * Tq + q0) * s.q_stride + h * P, s.q_stride, Tq - q0, int(P));
 
   float m[R], l[R], acc[R][C::kDims];
-TXS_UNROLL_ALL
+  TXS_UNROLL_ALL
   for (int r = 0; r < R; ++r) {
     m[r] = neg_inf();
     l[r] = 0.0f;
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int c = 0; c < C::kDims; ++c) acc[r][c] = 0.0f;
   }
   const float* Qw = Qs + warp * R * PT;
@@ -249,11 +252,11 @@ TXS_UNROLL_ALL
     __syncthreads();
 
     float sc[R][2];
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int r = 0; r < R; ++r) sc[r][0] = sc[r][1] = 0.0f;
     tile_dots<PT, R>(Qw, PT, Ks, C::kLdK, lane, sc);
 
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int r = 0; r < R; ++r) {
       const int64_t i = q0 + warp * R + r;
       const float s0 = masked_score(sc[r][0], scale, key_visible(i, k0 + lane, Tq, Tk));
@@ -261,24 +264,24 @@ TXS_UNROLL_ALL
       const float alpha = online_rescale(m[r], warp_max(fmaxf(s0, s1)));
       const float p0 = online_prob(s0, m[r]), p1 = online_prob(s1, m[r]);
       l[r] = l[r] * alpha + warp_sum(p0 + p1);
-TXS_UNROLL_ALL
+      TXS_UNROLL_ALL
       for (int c = 0; c < C::kDims; ++c) acc[r][c] *= alpha;
       Pw[r * kFwdK + lane] = p0;
       Pw[r * kFwdK + lane + 32] = p1;
     }
     __syncwarp();  // this warp's p rows are visible to all its lanes
 
-TXS_UNROLL(2)
+    TXS_UNROLL(2)
     for (int j = 0; j < kFwdK; j += 4) {
       float vv[4][C::kDims];
-TXS_UNROLL_ALL
+      TXS_UNROLL_ALL
       for (int jj = 0; jj < 4; ++jj)
-TXS_UNROLL_ALL
+        TXS_UNROLL_ALL
         for (int c = 0; c < C::kDims; ++c) vv[jj][c] = Vs[(j + jj) * PT + lane + 32 * c];
-TXS_UNROLL_ALL
+      TXS_UNROLL_ALL
       for (int r = 0; r < R; ++r) {
         const float4 p4 = *reinterpret_cast<const float4*>(Pw + r * kFwdK + j);
-TXS_UNROLL_ALL
+        TXS_UNROLL_ALL
         for (int c = 0; c < C::kDims; ++c)
           acc[r][c] += p4.x * vv[0][c] + p4.y * vv[1][c] + p4.z * vv[2][c] + p4.w * vv[3][c];
       }
@@ -286,13 +289,13 @@ TXS_UNROLL_ALL
     // The next write of Pw comes after the two __syncthreads of the next tile: no __syncwarp needed here.
   }
 
-TXS_UNROLL_ALL
+  TXS_UNROLL_ALL
   for (int r = 0; r < R; ++r) {
     const int64_t i = q0 + warp * R + r;
     if (i >= Tq) continue;
     const float inv = 1.0f / l[r];  // l ≥ 1: every query sees key 0, and its max contributes exp(0)
     float* o = out + (b * Tq + i) * s.out_stride + h * P;
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int c = 0; c < C::kDims; ++c)
       if (lane + 32 * c < P) o[lane + 32 * c] = acc[r][c] * inv;
     if (lane == 0) lse[(b * H + h) * Tq + i] = row_lse(m[r], l[r]);
@@ -365,9 +368,9 @@ __global__ void __launch_bounds__(Bwd<PT>::kThreads, 1)
                              int(P));
 
   float dk_acc[RK][C::kDims], dv_acc[RK][C::kDims];
-TXS_UNROLL_ALL
+  TXS_UNROLL_ALL
   for (int r = 0; r < RK; ++r)
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int c = 0; c < C::kDims; ++c) dk_acc[r][c] = dv_acc[r][c] = 0.0f;
 
   const int64_t q_begin = bwd_query_begin(k0, Tq, Tk);
@@ -387,14 +390,14 @@ TXS_UNROLL_ALL
       // p and dS of this warp's rows × the tile's 64 keys (lane: keys lane, lane + 32).
       {
         float sc[RQ][2], dp[RQ][2];
-TXS_UNROLL_ALL
+        TXS_UNROLL_ALL
         for (int r = 0; r < RQ; ++r) sc[r][0] = sc[r][1] = dp[r][0] = dp[r][1] = 0.0f;
         tile_dots<PT, RQ>(Qs + warp * RQ * kLd, kLd, Ks, kLd, lane, sc);
         tile_dots<PT, RQ>(dOs + warp * RQ * kLd, kLd, Vs, kLd, lane, dp);
-TXS_UNROLL_ALL
+        TXS_UNROLL_ALL
         for (int r = 0; r < RQ; ++r) {
           const int rr = warp * RQ + r;
-TXS_UNROLL_ALL
+          TXS_UNROLL_ALL
           for (int c = 0; c < 2; ++c) {
             const int jj = lane + 32 * c;
             const float p =
@@ -407,7 +410,7 @@ TXS_UNROLL_ALL
       __syncthreads();
 
       // dV += pᵀ dO and dK += dSᵀ Q for this warp's 8 keys (broadcast reads of p/dS, lane columns of dO/Q).
-TXS_UNROLL(2)
+      TXS_UNROLL(2)
       for (int i = 0; i < kQ; ++i) {
         const float4 pa = *reinterpret_cast<const float4*>(Ps + i * kLdS + warp * RK);
         const float4 pb = *reinterpret_cast<const float4*>(Ps + i * kLdS + warp * RK + 4);
@@ -415,10 +418,10 @@ TXS_UNROLL(2)
         const float4 db = *reinterpret_cast<const float4*>(dSs + i * kLdS + warp * RK + 4);
         const float pr[RK] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
         const float dr[RK] = {da.x, da.y, da.z, da.w, db.x, db.y, db.z, db.w};
-TXS_UNROLL_ALL
+        TXS_UNROLL_ALL
         for (int c = 0; c < C::kDims; ++c) {
           const float dov = dOs[i * kLd + lane + 32 * c], qv = Qs[i * kLd + lane + 32 * c];
-TXS_UNROLL_ALL
+          TXS_UNROLL_ALL
           for (int r = 0; r < RK; ++r) {
             dv_acc[r][c] += pr[r] * dov;
             dk_acc[r][c] += dr[r] * qv;
@@ -429,31 +432,31 @@ TXS_UNROLL_ALL
       // dQ of this warp's rows = dS K over the tile's keys, added into the fp32 scratch.
       {
         float dq_r[RQ][C::kDims];
-TXS_UNROLL_ALL
+        TXS_UNROLL_ALL
         for (int r = 0; r < RQ; ++r)
-TXS_UNROLL_ALL
+          TXS_UNROLL_ALL
           for (int c = 0; c < C::kDims; ++c) dq_r[r][c] = 0.0f;
-TXS_UNROLL(2)
+        TXS_UNROLL(2)
         for (int j = 0; j < kBwdK; j += 4) {
           float kv[4][C::kDims];
-TXS_UNROLL_ALL
+          TXS_UNROLL_ALL
           for (int jj = 0; jj < 4; ++jj)
-TXS_UNROLL_ALL
+            TXS_UNROLL_ALL
             for (int c = 0; c < C::kDims; ++c) kv[jj][c] = Ks[(j + jj) * kLd + lane + 32 * c];
-TXS_UNROLL_ALL
+          TXS_UNROLL_ALL
           for (int r = 0; r < RQ; ++r) {
             const float4 d4 = *reinterpret_cast<const float4*>(dSs + (warp * RQ + r) * kLdS + j);
-TXS_UNROLL_ALL
+            TXS_UNROLL_ALL
             for (int c = 0; c < C::kDims; ++c)
               dq_r[r][c] += d4.x * kv[0][c] + d4.y * kv[1][c] + d4.z * kv[2][c] + d4.w * kv[3][c];
           }
         }
-TXS_UNROLL_ALL
+        TXS_UNROLL_ALL
         for (int r = 0; r < RQ; ++r) {
           const int64_t i = q0 + warp * RQ + r;
           if (i >= Tq) continue;
           float* dst = dq_acc + (b * Tq + i) * HP + h * P;
-TXS_UNROLL_ALL
+          TXS_UNROLL_ALL
           for (int c = 0; c < C::kDims; ++c)
             if (lane + 32 * c < P) atomicAdd(dst + lane + 32 * c, dq_r[r][c]);
         }
@@ -462,13 +465,13 @@ TXS_UNROLL_ALL
   }
 
   // This block is the only one to see keys [k0, k0 + 64) of (b, hk): dK and dV are final.
-TXS_UNROLL_ALL
+  TXS_UNROLL_ALL
   for (int r = 0; r < RK; ++r) {
     const int64_t j = k0 + warp * RK + r;
     if (j >= Tk) continue;
     float* dkr = dk + (b * Tk + j) * s.kv_stride + hk * P;
     float* dvr = dv + (b * Tk + j) * s.kv_stride + hk * P;
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int c = 0; c < C::kDims; ++c)
       if (lane + 32 * c < P) {
         dkr[lane + 32 * c] = dk_acc[r][c];
@@ -501,7 +504,7 @@ __global__ void __launch_bounds__(kDecodeWarps * kWarpSize)
   const int64_t key_end = key_begin + keys_per_split < kv_len ? key_begin + keys_per_split : kv_len;
 
   float qr[kDims], acc[kDims];
-TXS_UNROLL_ALL
+  TXS_UNROLL_ALL
   for (int c = 0; c < kDims; ++c) {
     qr[c] = lane + 32 * c < P ? q[h * P + lane + 32 * c] : 0.0f;
     acc[c] = 0.0f;
@@ -511,21 +514,21 @@ TXS_UNROLL_ALL
     const float* kj = k + j * kv_stride + hk * P;
     const float* vj = v + j * kv_stride + hk * P;
     float dot = 0.0f;
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int c = 0; c < kDims; ++c)
       if (lane + 32 * c < P) dot += qr[c] * kj[lane + 32 * c];
     const float score = masked_score(warp_sum(dot), scale, true);
     const float alpha = online_rescale(m, score);
     const float p = online_prob(score, m);
     l = l * alpha + p;
-TXS_UNROLL_ALL
+    TXS_UNROLL_ALL
     for (int c = 0; c < kDims; ++c) acc[c] = acc[c] * alpha + (lane + 32 * c < P ? p * vj[lane + 32 * c] : 0.0f);
   }
   if (lane == 0) {
     part_ml[(h * n_part + part) * 2] = m;
     part_ml[(h * n_part + part) * 2 + 1] = l;
   }
-TXS_UNROLL_ALL
+  TXS_UNROLL_ALL
   for (int c = 0; c < kDims; ++c) part_acc[(h * n_part + part) * PT + lane + 32 * c] = acc[c];
 }
 
