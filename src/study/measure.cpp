@@ -71,7 +71,8 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
     return r;
   }
   try {
-    Model model(config, cpu_backend(), ModelOptions{opt.precision, opt.train});
+    Model model(config, opt.backend ? *opt.backend : backend_for(opt.device), ModelOptions{opt.precision, opt.train});
+    Backend& be = model.backend();  // timings end with synchronize(): a device backend's ops may be queued
     model.init(1);
     Rng rng(1);
     const uint64_t V = uint64_t(config.vocab_size);
@@ -87,8 +88,10 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
         model.params().refresh_compute();  // as the trainer does after every update
       };
       step();  // warm-up: buffers allocated, primitives created
+      be.synchronize();
       const double t0 = now();
       for (int i = 0; i < opt.train_steps; ++i) step();
+      be.synchronize();
       r.train_tokens_per_s = double(length) * opt.train_steps / (now() - t0);
     }
     if (opt.infer) {
