@@ -121,6 +121,7 @@ void run_study(const StudyOptions& o_in) {
   if (o.tokens <= 0) o.tokens = def.tokens;
   if (o.lr <= 0) o.lr = def.lr;
   if (o.seq_len < 16 || o.batch_size < 1) fail("study: --seq-len must be ≥ 16 and --batch-size ≥ 1");
+  (void)backend_for(parse_device(o.device));  // an unusable --device fails now, not after the tokenizer is trained
   if (o.train_inputs.empty()) o.train_inputs = {(fs::path(o.data_dir) / "corpora" / "gutenberg").string()};
   set_num_threads(o.threads);
   const double t_start = now_s();
