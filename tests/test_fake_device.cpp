@@ -5,6 +5,7 @@
 // eval scorers and the study's throughput measurement. Any host dereference of device memory on the way
 // would have crashed with SIGSEGV; any host array handed to an op would have been refused.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -78,16 +79,24 @@ std::vector<Case> all_cases() {
 
 std::string label(const Case& c) { return c.arch + "/" + precision_name(c.precision); }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("txs_fake_device_" + std::to_string(::getpid())) / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+// A fresh temporary folder, removed with everything in it when the test ends.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name)
+      : path(fs::temp_directory_path() / ("txs_fake_device_" + std::to_string(::getpid()) + "_" + name)) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
 
 }  // namespace
 
 TEST(FakeDevice, RefusesHostArraysAndCatchesHostDereferences) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // OpenMP threads may be running
   auto& fake = fake_device_backend();
   DeviceBuffer buf(fake, DType::F32, 8);
   std::vector<float> host(8, 1.0f);
@@ -158,7 +167,8 @@ TEST(FakeDevice, TrainingMatchesCpuBitForBit) {
 // save_checkpoint writes the CPU's file; load_checkpoint onto the device gives the CPU's weights.
 TEST(FakeDevice, CheckpointSaveAndLoad) {
   auto& fake = fake_device_backend();
-  const fs::path root = fresh_dir("checkpoint");
+  const TempDir tmp("checkpoint");
+  const fs::path& root = tmp.path;
   for (const std::string& arch : architecture_names()) {
     SCOPED_TRACE(arch);
     auto cpu = make(cpu_backend(), arch, Precision::F32, true), dev = make(fake, arch, Precision::F32, true);
@@ -186,7 +196,8 @@ TEST(FakeDevice, CheckpointSaveAndLoad) {
 // half-way, ends with the weights and moments of an uninterrupted CPU run.
 TEST(FakeDevice, TrainingRunResumesToTheCpuRun) {
   auto& fake = fake_device_backend();
-  const fs::path root = fresh_dir("train");
+  const TempDir tmp("train");
+  const fs::path& root = tmp.path;
   std::string text;
   for (int i = 0; i < 400; ++i)
     text += "The quick brown fox " + std::to_string(i * 7919 % 1000) + " jumps over the lazy dog. ";
@@ -233,7 +244,8 @@ TEST(FakeDevice, TrainingRunResumesToTheCpuRun) {
 // positions, greedy generation, snapshots, forks — the CPU's bits.
 TEST(FakeDevice, InferenceEngineMatchesCpuBitForBit) {
   auto& fake = fake_device_backend();
-  const fs::path root = fresh_dir("engine");
+  const TempDir tmp("engine");
+  const fs::path& root = tmp.path;
   for (const Case& c : all_cases()) {
     SCOPED_TRACE(label(c));
     auto cpu = make(cpu_backend(), c.arch, c.precision, false), dev = make(fake, c.arch, c.precision, false);
