@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "fake_device_backend.h"
 #include "ops/backend.h"
 #include "ops/cpu/adamw.h"
 #include "ops/cpu/attention.h"
@@ -67,13 +68,32 @@ struct BackendEntry {
   Backend& (*factory)();
   DType dtype;         // the dtype of its float operands (activations, gradients)
   DType weight_dtype;  // the dtype of the products' weight operands (linear W, LM head W, embedding table)
+  // Why this backend cannot run here ("" when it can): its tests are skipped with that reason. Null: always.
+  std::string (*unavailable)() = nullptr;
 };
+
+// backend_for exists in every build; without CUDA (or a GPU) cuda_unavailable_reason() says why.
+Backend& cuda_device_backend() { return backend_for(Device::Cuda); }
+Backend& fake_device() { return test::fake_device_backend(); }
 
 const BackendEntry kBackends[] = {
     {"cpu", cpu_backend, DType::F32, DType::F32},
     {"cpu-bf16", cpu_backend, DType::F32, DType::BF16},  // the bf16 mixed-precision mode
-    // {"cuda", cuda_backend, DType::BF16, DType::BF16},  // a new backend: one line here
+    // The fake device (fake_device_backend.h): the CPU kernels behind memory the host cannot touch. It proves
+    // this suite reaches a device's memory only through upload/download, as the cuda columns need.
+    {"fake-device", fake_device, DType::F32, DType::F32},
+    {"fake-device-bf16", fake_device, DType::F32, DType::BF16},
+    {"cuda", cuda_device_backend, DType::F32, DType::F32, cuda_unavailable_reason},
+    {"cuda-bf16", cuda_device_backend, DType::F32, DType::BF16, cuda_unavailable_reason},
+    // A new backend: one line here.
 };
+
+// The backend of an entry, or the CPU backend as a stand-in when the entry's backend cannot run here (SetUp
+// then skips before anything uses it).
+Backend& backend_of(const BackendEntry& e) {
+  if (e.unavailable && !e.unavailable().empty()) return cpu_backend();
+  return e.factory();
+}
 
 void PrintTo(const BackendEntry& e, std::ostream* os) {
   *os << e.name << " " << dtype_name(e.dtype) << " weights " << dtype_name(e.weight_dtype);
@@ -223,7 +243,11 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 class Conformance : public ::testing::TestWithParam<BackendEntry> {
  protected:
-  Backend& be = GetParam().factory();
+  void SetUp() override {
+    if (GetParam().unavailable)
+      if (const std::string why = GetParam().unavailable(); !why.empty()) GTEST_SKIP() << why;
+  }
+  Backend& be = backend_of(GetParam());
   const DType dt = GetParam().dtype;
   const DType wdt = GetParam().weight_dtype;  // == dt except in a mixed-precision column
   const bool mixed = wdt != dt;

@@ -20,7 +20,7 @@ void register_eval_commands(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: perplexity, multiple-choice and generation "
                                          "benchmarks (lm-evaluation-harness definitions), needle in a haystack");
   struct Args {
-    std::string model, tokenizer, tasks, out, data, scorer = "auto", needle_lengths, svg, precision = "fp32";
+    std::string model, tokenizer, tasks, out, data, scorer = "auto", needle_lengths, svg, precision = "fp32", device = "cpu";
     eval::EvalOptions opt;
     int threads = 0;
     int64_t batch_tokens = 4096;
@@ -50,10 +50,11 @@ void register_eval_commands(CLI::App& app) {
   cmd->add_option("--batch-tokens", a->batch_tokens, "tokens per forward batch of the model scorer");
   cmd->add_option("--threads", a->threads, "compute threads (default: all cores)");
   cmd->add_option("--precision", a->precision, kPrecisionHelp);
+  cmd->add_option("--device", a->device, kDeviceHelp);
   cmd->add_flag("--quiet", a->quiet, "no progress line");
   cmd->callback([a] {
     set_num_threads(a->threads);
-    auto model = load_checkpoint(a->model, cpu_backend(), inference_options(a->precision));
+    auto model = load_checkpoint(a->model, device_backend(a->device), inference_options(a->precision));
     const std::string tok_path = resolve_checkpoint_tokenizer(a->model, a->tokenizer);
     if (tok_path.empty()) fail("--tokenizer is needed: {} has no tokenizer.json", a->model);
     const Tokenizer tok = Tokenizer::from_file(tok_path);

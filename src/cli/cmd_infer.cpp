@@ -44,7 +44,7 @@ std::vector<int32_t> read_ids(const std::string& path) {
 }
 
 struct GenerateArgs {
-  std::string model, prompt, prompt_file, ids, tokenizer, save_state, load_state, precision = "fp32";
+  std::string model, prompt, prompt_file, ids, tokenizer, save_state, load_state, precision = "fp32", device = "cpu";
   std::vector<std::string> stops;
   int64_t max_tokens = 128, top_k = 0;
   double temperature = 1.0, top_p = 1.0;
@@ -59,7 +59,7 @@ void run_generate(const GenerateArgs& a) {
   if (sources > 1) fail("generate: give only one of --prompt, --prompt-file and --ids");
   if (sources == 0 && a.load_state.empty()) fail("generate: give --prompt, --prompt-file or --ids");
   if (a.max_tokens < 0) fail("generate: --max-tokens must be ≥ 0");
-  auto model = load_checkpoint(a.model, cpu_backend(), inference_options(a.precision));
+  auto model = load_checkpoint(a.model, device_backend(a.device), inference_options(a.precision));
   const std::optional<Tokenizer> tok = find_tokenizer(a.model, a.tokenizer);
   std::vector<int32_t> prompt;
   if (!a.ids.empty()) {
@@ -153,6 +153,7 @@ void register_infer_commands(CLI::App& app) {
     cmd->add_option("--load-state", a->load_state, "continue from a saved state (the prompt is appended)");
     cmd->add_option("--threads", a->threads, "compute threads (default: all cores)");
     cmd->add_option("--precision", a->precision, kPrecisionHelp);
+    cmd->add_option("--device", a->device, kDeviceHelp);
     cmd->add_flag("--json", a->json, "print {\"ids\": [...], \"text\": ...} instead of streaming");
     cmd->add_flag("--ignore-eos", a->ignore_eos, "keep going past the end-of-text token");
     cmd->callback([a] { run_generate(*a); });
@@ -185,10 +186,12 @@ void register_infer_commands(CLI::App& app) {
     cmd->add_option("--threads", *threads, "compute threads (default: all cores)");
     auto precision = std::make_shared<std::string>("fp32");
     cmd->add_option("--precision", *precision, kPrecisionHelp);
+    auto device = std::make_shared<std::string>("cpu");
+    cmd->add_option("--device", *device, kDeviceHelp);
     cmd->footer("Limits and what happens beyond them: docs/server.md");
     cmd->callback([=] {
       set_num_threads(*threads);
-      auto model = load_checkpoint(*model_dir, cpu_backend(), inference_options(*precision));
+      auto model = load_checkpoint(*model_dir, device_backend(*device), inference_options(*precision));
       std::optional<Tokenizer> tok = find_tokenizer(*model_dir, *tokenizer);
       o->model_name = std::filesystem::path(*model_dir).filename().string();
       if (o->model_name.empty()) o->model_name = "transxssm";

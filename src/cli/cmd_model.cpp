@@ -131,9 +131,11 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--threads", *threads, "compute threads (default: all cores)");
     auto precision = std::make_shared<std::string>("fp32");
     cmd->add_option("--precision", *precision, kPrecisionHelp);
+    auto device = std::make_shared<std::string>("cpu");
+    cmd->add_option("--device", *device, kDeviceHelp);
     cmd->callback([=] {
       set_num_threads(*threads);
-      auto model = load_checkpoint(*model_dir, cpu_backend(), inference_options(*precision));
+      auto model = load_checkpoint(*model_dir, device_backend(*device), inference_options(*precision));
       int64_t batch = 0, seq = 0;
       auto ids = read_id_rows(*ids_path, batch, seq);
       if (batch != 1) fail("{}: score takes one row (a flat array)", *ids_path);
@@ -157,8 +159,10 @@ void register_model_commands(CLI::App& app) {
     cmd->add_option("--out", *out, "output .safetensors")->required();
     auto precision = std::make_shared<std::string>("fp32");
     cmd->add_option("--precision", *precision, "fp32 | bf16: the precision of the training step whose gradients are written");
+    auto device = std::make_shared<std::string>("cpu");
+    cmd->add_option("--device", *device, kDeviceHelp);
     cmd->callback([=] {
-      auto model = load_checkpoint(*model_dir, cpu_backend(), ModelOptions{parse_precision(*precision), true});
+      auto model = load_checkpoint(*model_dir, device_backend(*device), ModelOptions{parse_precision(*precision), true});
       int64_t batch = 0, seq = 0;
       auto ids = read_id_rows(*ids_path, batch, seq);
       std::vector<int32_t> targets(ids.size(), -1);
@@ -174,7 +178,8 @@ void register_model_commands(CLI::App& app) {
       SafetensorsWriter w;
       w.add_f32("logits", {batch, seq, V}, logits.data());
       w.add_f32("loss", {1}, &loss);
-      for (auto& p : model->params().params()) w.add_f32(p.name, p.shape, model->params().grads() + p.offset);
+      const std::vector<float> grads = model->params().download_grads();
+      for (auto& p : model->params().params()) w.add_f32(p.name, p.shape, grads.data() + p.offset);
       w.write(*out);
     });
   }

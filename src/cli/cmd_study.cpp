@@ -29,6 +29,7 @@ void register_study_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "compute threads (default: all cores)");
   cmd->add_option("--precision", o->precision, "fp32 | bf16: training, evaluation and speed measurements")
       ->capture_default_str();
+  cmd->add_option("--device", o->device, kDeviceHelp)->capture_default_str();
   cmd->add_option("--data", o->data_dir, "shared data folder (corpora/, eval/, haystack/); env TRANSXSSM_DATA")
       ->capture_default_str();
   cmd->add_option("--train-data", o->train_inputs, "training text files/folders (default: DATA/corpora/gutenberg)");

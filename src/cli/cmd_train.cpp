@@ -46,6 +46,8 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "seed for initialisation and data sampling");
   cmd->add_option("--precision", o->precision,
                   "fp32 | bf16 (bf16 products with fp32 accumulation; fp32 master weights, gradients, moments)");
+  auto device = std::make_shared<std::string>("cpu");
+  cmd->add_option("--device", *device, std::string(kDeviceHelp) + "; not saved: a run may resume on another device");
   cmd->add_option("--nonfinite", o->nonfinite,
                   "a step with NaN/inf loss or gradient norm: stop (error, last good checkpoint kept) or skip "
                   "(drop its update, log it, go on)");
@@ -67,6 +69,8 @@ void register_train_command(CLI::App& app) {
   cmd->callback([=] {
     // Only collects what was given; src/train/train_setup.cpp merges it with the config file and resume state.
     TrainRequest request{*o, {}, *config, *resume, *dist};
+    request.device = *device;
+    (void)parse_device(request.device);  // an unknown name fails before any process sets up
     for (const CLI::Option* opt : cmd->get_options()) {
       if (opt->count() == 0 || opt->get_lnames().empty()) continue;
       std::string key = opt->get_lnames().front();

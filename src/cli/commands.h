@@ -24,6 +24,13 @@ inline constexpr const char* kPrecisionHelp =
     "fp32 | bf16: bf16 rounds the checkpoint's matrices at load (or reads a bf16 checkpoint) and runs the products "
     "in bf16 with fp32 accumulation; norms, SSD scan, attention softmax and states stay fp32";
 
+// --device of every command that runs a model: which backend computes (ops/backend.h).
+inline constexpr const char* kDeviceHelp =
+    "cpu | cuda: where the model computes (cuda: the CUDA backend on the first visible GPU; an error naming "
+    "what is missing when this build or machine has none)";
+// The backend of a --device value; a one-line error for an unknown name or an unusable CUDA device.
+inline Backend& device_backend(const std::string& device) { return backend_for(parse_device(device)); }
+
 void register_model_commands(CLI::App& app);      // init, info, score, grads   (cmd_model.cpp)
 void register_train_command(CLI::App& app);       // train                      (cmd_train.cpp)
 void register_tokenizer_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train, prepare (cmd_tokenizer.cpp)

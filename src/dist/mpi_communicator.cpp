@@ -30,8 +30,10 @@ MPI_Datatype mpi_type(const Tensor& x) {
 
 void check_view(const Tensor& x, const char* what) {
   if (!x.contiguous()) fail("internal: MPI {} on a strided view", what);
-  if (x.device != Device::Cpu) fail("internal: MPI {} on {} memory (this build's MPI reads host memory)", what,
-                                    device_name(x.device));
+  if (x.device != Device::Cpu)
+    fail("MPI {} on {} memory: the MPI communicator moves host memory only; data-parallel training on --device "
+         "{} needs a communicator for device memory (NCCL), which this build does not have",
+         what, device_name(x.device), device_name(x.device));
 }
 
 int to_int(int64_t n, const char* what) {

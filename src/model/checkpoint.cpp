@@ -21,12 +21,7 @@ void save_checkpoint(const std::string& dir, const Model& model) {
   // (the CPU backend) are written in place, so a 1.3B model is not held twice.
   const ParamStore& store = model.params();
   std::vector<float> copy;
-  const float* host = store.weights();
-  if (store.backend().device() != Device::Cpu) {
-    copy.resize(size_t(store.size()));
-    store.backend().download(store.all_weights(), copy.data());
-    host = copy.data();
-  }
+  const float* host = host_readable(store.backend(), store.all_weights(), copy);
   SafetensorsWriter w;
   for (auto& p : store.params()) w.add_f32(p.name, p.shape, host + p.offset);
   w.set_metadata("format", "pt");

@@ -14,6 +14,26 @@ Precision parse_precision(const std::string& s) {
   fail("unknown precision '{}' (expected fp32 or bf16)", s);
 }
 
+std::vector<float> download_floats(Backend& be, const Tensor& t) {
+  std::vector<float> host(size_t(t.numel()));
+  if (!host.empty()) be.download(t, host.data());
+  return host;
+}
+
+const float* host_readable(Backend& be, const Tensor& t, std::vector<float>& staging) {
+  if (!t.contiguous()) fail("internal: host_readable of a strided view");
+  if (be.device() == Device::Cpu && t.device == Device::Cpu) return t.as<float>();
+  staging = download_floats(be, t);
+  return staging.data();
+}
+
+float* ParamStore::host_pointer(const Tensor& t) const {
+  if (be_.device() != Device::Cpu || t.device != Device::Cpu)
+    fail("internal: a host pointer into {} memory (backend {}); download the values instead",
+         device_name(t.device), be_.name());
+  return t.as<float>();
+}
+
 ParamRef ParamStore::add(ParamSpec spec) {
   if (allocated_) fail("internal: parameter '{}' registered after allocation", spec.name);
   Param p;

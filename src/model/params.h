@@ -53,6 +53,13 @@ struct ParamRef {
   explicit operator bool() const { return index >= 0; }
 };
 
+// A contiguous F32 view of `be`'s memory copied to the host.
+std::vector<float> download_floats(Backend& be, const Tensor& t);
+// The host address of a contiguous F32 view when `be` keeps its memory on the host (the CPU backend): read
+// in place; otherwise the view is downloaded into `staging`, whose data is returned. For checkpoint I/O,
+// where a second host copy of a large model is worth avoiding on the CPU.
+const float* host_readable(Backend& be, const Tensor& t, std::vector<float>& staging);
+
 class ParamStore {
  public:
   explicit ParamStore(Backend& be) : be_(be), weights_(be), grads_(be), compute_(be, DType::BF16) {}
@@ -93,16 +100,21 @@ class ParamStore {
   // Every fp32 weight in the flat order (fails in bf16 inference, which keeps none of the matrices).
   Tensor all_weights() const;
   Tensor all_grads() const { return grads_.flat(); }
-  // Raw backend memory (host memory on the CPU backend: tests and checkpoint I/O of the CPU build).
-  float* weights() { return all_weights().as<float>(); }
-  float* grads() { return grads_.data<float>(); }
-  const float* weights() const { return all_weights().as<float>(); }
-  const float* grads() const { return grads_.data<float>(); }
+  // The fp32 weights / gradients in the flat order, copied to the host (checkpoint I/O, tests).
+  std::vector<float> download_weights() const { return download_floats(be_, all_weights()); }
+  std::vector<float> download_grads() const { return download_floats(be_, all_grads()); }
+  // Direct pointers into backend memory: the CPU backend only (tests that poke weights in place); any other
+  // backend's memory may not be host memory, so they fail there.
+  float* weights() { return host_pointer(all_weights()); }
+  float* grads() { return host_pointer(all_grads()); }
+  const float* weights() const { return host_pointer(all_weights()); }
+  const float* grads() const { return host_pointer(all_grads()); }
   void zero_grads() { grads_.zero(); }
   Backend& backend() const { return be_; }
 
  private:
   enum class Which { Master, Compute, Grad };
+  float* host_pointer(const Tensor& t) const;
   Tensor view(Which which, ParamRef r, int count) const;
   Backend& be_;
   std::vector<Param> params_;

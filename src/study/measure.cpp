@@ -64,14 +64,19 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
   r.state_bytes = int64_t(sequence_state_bytes(config, length));
   r.ssm_state_bytes = int64_t(sequence_state_bytes(config, 0));
   r.kv_cache_bytes = r.state_bytes - r.ssm_state_bytes;
-  const double limit = opt.memory_limit_bytes > 0 ? opt.memory_limit_bytes : 0.7 * available_memory_bytes();
+  // Timings end with synchronize(): a device backend's ops may still be queued when a call returns.
+  Backend& be = opt.backend ? *opt.backend : backend_for(opt.device);
+  // The default limit is the host's memory, which only the CPU backend computes in (a device that runs out
+  // throws std::bad_alloc below).
+  const double host_limit = be.device() == Device::Cpu ? 0.7 * available_memory_bytes() : 0;
+  const double limit = opt.memory_limit_bytes > 0 ? opt.memory_limit_bytes : host_limit;
   const double need = estimate_train_bytes(config, length);
   if (limit > 0 && need > limit) {
     r.skipped = fmt::format("estimated {:.1f} GB for a training step > {:.1f} GB allowed", need / 1e9, limit / 1e9);
     return r;
   }
   try {
-    Model model(config, cpu_backend(), ModelOptions{opt.precision, opt.train});
+    Model model(config, be, ModelOptions{opt.precision, opt.train});
     model.init(1);
     Rng rng(1);
     const uint64_t V = uint64_t(config.vocab_size);
@@ -87,8 +92,10 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
         model.params().refresh_compute();  // as the trainer does after every update
       };
       step();  // warm-up: buffers allocated, primitives created
+      be.synchronize();
       const double t0 = now();
       for (int i = 0; i < opt.train_steps; ++i) step();
+      be.synchronize();
       r.train_tokens_per_s = double(length) * opt.train_steps / (now() - t0);
     }
     if (opt.infer) {

@@ -14,9 +14,12 @@ namespace txs::study {
 
 struct ThroughputOptions {
   Precision precision = Precision::F32;  // of the model measured (training and inference)
+  Device device = Device::Cpu;           // where it computes
+  Backend* backend = nullptr;            // when set, used instead of `device` (tests: a fake device)
   int train_steps = 2;       // timed training steps (after one warm-up step)
   int decode_steps = 8;      // timed decode steps (after one warm-up step)
-  double memory_limit_bytes = 0;  // skip a length whose estimated memory is above this (0: 70% of MemAvailable)
+  double memory_limit_bytes = 0;  // skip a length whose estimated memory is above this (0: 70% of MemAvailable
+                                  // on the CPU, none on a device)
   bool train = true, infer = true;
 };
 

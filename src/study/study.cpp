@@ -121,6 +121,7 @@ void run_study(const StudyOptions& o_in) {
   if (o.tokens <= 0) o.tokens = def.tokens;
   if (o.lr <= 0) o.lr = def.lr;
   if (o.seq_len < 16 || o.batch_size < 1) fail("study: --seq-len must be ≥ 16 and --batch-size ≥ 1");
+  (void)backend_for(parse_device(o.device));  // an unusable --device fails now, not after the tokenizer is trained
   if (o.train_inputs.empty()) o.train_inputs = {(fs::path(o.data_dir) / "corpora" / "gutenberg").string()};
   set_num_threads(o.threads);
   const double t_start = now_s();
@@ -187,6 +188,7 @@ void run_study(const StudyOptions& o_in) {
 
     // Training: an ordinary run in runs/<arch>; an existing checkpoint is resumed, a finished one skipped.
     TrainRequest req;
+    req.device = o.device;
     bool done = false;
     if (fs::exists(run_dir / "checkpoint" / "train_state.safetensors")) {
       const ResumePoint rp = find_resume_point(run_dir.string());
@@ -234,9 +236,9 @@ void run_study(const StudyOptions& o_in) {
       write_json(run_dir / "study_config.json", cfg);
       commands.push_back(fmt::format(
           "transxssm train --config {} --data {} --tokenizer {} --steps {} --seq-len {} --batch-size {} --lr {} "
-          "--min-lr {} --warmup {} --val-every {} --val-batches {} --seed {} --precision {} --out {}",
+          "--min-lr {} --warmup {} --val-every {} --val-batches {} --seed {} --precision {} --device {} --out {}",
           (run_dir / "study_config.json").string(), shards.string(), tok_path, steps, o.seq_len, o.batch_size, o.lr,
-          o.lr / 10, std::min<int64_t>(100, steps / 10), val_every, o.val_batches, o.seed, o.precision,
+          o.lr / 10, std::min<int64_t>(100, steps / 10), val_every, o.val_batches, o.seed, o.precision, o.device,
           run_dir.string()));
     }
     const double train_compute_s = train_seconds(run_dir / "metrics.jsonl", tokens_per_step);
@@ -246,7 +248,7 @@ void run_study(const StudyOptions& o_in) {
     nlohmann::json ev = read_json_if(run_dir / "study_eval.json");
     if (ev.is_null()) {
       const double t0 = now_s();
-      auto model = load_checkpoint(run_checkpoint_dir(run_dir.string()), cpu_backend(),
+      auto model = load_checkpoint(run_checkpoint_dir(run_dir.string()), backend_for(parse_device(o.device)),
                                    ModelOptions{parse_precision(o.precision), false});
       if (model->num_params() != m.params)
         fail("study: {} checkpoint has {} parameters, the matching rule computed {}", arch, model->num_params(),
@@ -292,6 +294,7 @@ void run_study(const StudyOptions& o_in) {
       to.train_steps = o.train_timing_steps;
       to.decode_steps = o.decode_steps;
       to.precision = parse_precision(o.precision);
+      to.device = parse_device(o.device);
       for (int64_t len : o.lengths) {
         const Throughput t = measure_throughput(cfg, len, to);
         say(fmt::format("[{}/{}] {}: length {}: train {:.0f} tok/s, prefill {:.0f} tok/s, decode {:.1f} tok/s, state "
@@ -366,7 +369,7 @@ void run_study(const StudyOptions& o_in) {
         {"needle_depths", o.needle_depths}, {"tasks", o.tasks}, {"eval_limit", o.eval_limit},
         {"ppl_limit", o.ppl_limit}, {"train_timing_steps", o.train_timing_steps}, {"decode_steps", o.decode_steps},
         {"threads", num_threads()}, {"hardware_threads", std::thread::hardware_concurrency()},
-        {"seed", o.seed}, {"precision", o.precision}, {"data_dir", o.data_dir}, {"wall_s_this_invocation", now_s() - t_start}}},
+        {"seed", o.seed}, {"precision", o.precision}, {"device", o.device}, {"data_dir", o.data_dir}, {"wall_s_this_invocation", now_s() - t_start}}},
       {"data", data_info},
       {"matching", matching.to_json()},
       {"archs", archs},

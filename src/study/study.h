@@ -34,6 +34,7 @@ struct StudyOptions {
   double budget_minutes = 0;                    // warn (with a suggested --tokens) when the estimate exceeds it
   int threads = 0;
   std::string precision = "fp32";               // of training, evaluation and the speed measurements
+  std::string device = "cpu";                   // where they compute (cpu | cuda)
   uint64_t seed = 1;
   std::string command_line;                     // recorded in results.json
 };

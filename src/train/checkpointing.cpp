@@ -84,17 +84,19 @@ ResumePoint find_resume_point(const std::string& resume_dir) {
 void load_optimizer_state(const ResumePoint& resume, AdamW& opt) {
   const std::string path = (fs::path(resume.checkpoint) / kStateFile).string();
   SafetensorsReader st(path);
-  if (opt.sharded()) {
-    // The checkpoint holds the whole moments whatever the number of processes that wrote it.
-    const int64_t n = opt.params_size();
-    std::vector<float> full(static_cast<size_t>(n));
-    st.read_f32_into("adamw.m", full.data(), {n});
-    opt.backend().upload(full.data() + opt.shard_lo(), opt.m_tensor());
-    st.read_f32_into("adamw.v", full.data(), {n});
-    opt.backend().upload(full.data() + opt.shard_lo(), opt.v_tensor());
-  } else {
-    st.read_f32_into("adamw.m", opt.m(), {opt.size()});
-    st.read_f32_into("adamw.v", opt.v(), {opt.size()});
+  Backend& be = opt.backend();
+  // The checkpoint holds the whole moments whatever the number of processes that wrote it; a sharded
+  // optimizer takes its part. The CPU backend's moments (host memory) are read in place.
+  const int64_t n = opt.params_size();
+  const bool in_place = be.device() == Device::Cpu && !opt.sharded();
+  std::vector<float> full(in_place ? 0 : static_cast<size_t>(n));
+  for (const auto& [name, moment] : {std::pair{"adamw.m", opt.m_tensor()}, std::pair{"adamw.v", opt.v_tensor()}}) {
+    if (in_place) {
+      st.read_f32_into(name, moment.as<float>(), {n});
+    } else {
+      st.read_f32_into(name, full.data(), {n});
+      be.upload(full.data() + opt.shard_lo(), moment);
+    }
   }
   if (!opt.state_finite()) fail("{}: the AdamW moments hold non-finite values (NaN or inf)", path);
   opt.set_steps_done(resume.optimizer_steps);
@@ -109,11 +111,13 @@ void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_
   const AdamW& opt = *run.opt;
   if (!m && opt.sharded()) fail("internal: a sharded optimizer's checkpoint needs the gathered moments");
   const int64_t n_moments = m ? model.params().size() : opt.size();
-  if (!m) m = opt.m(), v = opt.v();
   Backend& be = model.params().backend();
+  // Given moments are host memory (gathered on rank 0): the CPU backend checks them. The optimizer's own are
+  // checked where they live, then read in place (CPU backend) or downloaded.
+  const bool moments_finite = m ? cpu_backend().all_finite(vec(m, n_moments)) && cpu_backend().all_finite(vec(v, n_moments))
+                                : opt.state_finite();
   // The last good checkpoint is worth more than a non-finite one: refuse before anything is written.
-  if (!be.all_finite(model.params().all_weights()) || !be.all_finite(vec(m, n_moments)) ||
-      !be.all_finite(vec(v, n_moments)))
+  if (!be.all_finite(model.params().all_weights()) || !moments_finite)
     fail("step {}: the weights or optimizer moments are not finite; not saved, {} keeps the last good checkpoint",
          step, final_dir.string());
   try {
@@ -123,6 +127,8 @@ void save_run_checkpoint(const std::string& run_dir, const TrainRun& run, int64_
     // shards named without --tokenizer.
     if (!run.data.tokenizer.empty() || run.data.utf8_bytes)
       save_checkpoint_tokenizer(tmp_dir.string(), run.data.tokenizer);
+    std::vector<float> m_host, v_host;
+    if (!m) m = host_readable(be, opt.m_tensor(), m_host), v = host_readable(be, opt.v_tensor(), v_host);
     SafetensorsWriter w;
     w.add_f32("adamw.m", {n_moments}, m);
     w.add_f32("adamw.v", {n_moments}, v);

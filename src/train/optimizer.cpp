@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
+
 namespace txs {
 
 AdamW::AdamW(Backend& backend, ParamStore& store, AdamWConfig config, int64_t shard_lo, int64_t shard_hi)
@@ -11,6 +13,13 @@ AdamW::AdamW(Backend& backend, ParamStore& store, AdamWConfig config, int64_t sh
       v_(backend, DType::F32, (shard_hi < 0 ? store.size() : shard_hi) - shard_lo) {
   m_.zero();
   v_.zero();
+}
+
+float* AdamW::host_pointer(const DeviceBuffer& b) const {
+  if (be_.device() != Device::Cpu)
+    fail("internal: a host pointer into the AdamW moments in {} memory (backend {})", device_name(be_.device()),
+         be_.name());
+  return b.data<float>();
 }
 
 double AdamW::step(double lr) {

@@ -34,14 +34,15 @@ class AdamW {
   void apply(double lr, double grad_norm);
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
-  // The moments, parallel to the shard of the parameter buffer (backend memory; host memory on the CPU
-  // backend).
+  // The moments, parallel to the shard of the parameter buffer, in the backend's memory.
   Tensor m_tensor() const { return m_.flat(); }
   Tensor v_tensor() const { return v_.flat(); }
-  float* m() { return m_.data<float>(); }
-  float* v() { return v_.data<float>(); }
-  const float* m() const { return m_.data<float>(); }
-  const float* v() const { return v_.data<float>(); }
+  // Direct pointers to the moments: the CPU backend only (tests); elsewhere they fail. Checkpoint I/O goes
+  // through m_tensor()/v_tensor() and the backend's upload/download.
+  float* m() { return host_pointer(m_); }
+  float* v() { return host_pointer(v_); }
+  const float* m() const { return host_pointer(m_); }
+  const float* v() const { return host_pointer(v_); }
   int64_t size() const { return m_.size(); }  // the shard's size
   int64_t params_size() const { return store_.size(); }
   Backend& backend() const { return be_; }
@@ -55,6 +56,7 @@ class AdamW {
   int64_t lo_ = 0;
   DeviceBuffer m_, v_;
   int64_t step_ = 0;
+  float* host_pointer(const DeviceBuffer& b) const;
 };
 
 }  // namespace txs

@@ -100,14 +100,15 @@ TrainRun set_up_run(const TrainRequest& req, const RunRole& role) {
   if (threads <= 0 && role.local_size > 1 && !std::getenv("TRANSXSSM_THREADS") && !std::getenv("OMP_NUM_THREADS"))
     threads = std::max(1, int(std::thread::hardware_concurrency()) / role.local_size);
   set_num_threads(threads);
+  Backend& backend = req.backend ? *req.backend : backend_for(parse_device(req.device));
   run.data = load_checked_data(o);
   if (run.resume.empty()) {
-    run.model = std::make_unique<Model>(resolve_model_config(o, run.data.vocab_size), cpu_backend(),
+    run.model = std::make_unique<Model>(resolve_model_config(o, run.data.vocab_size), backend,
                                         ModelOptions{parse_precision(o.precision), true});
     run.model->init(o.seed);
   } else {
     require_fp32_checkpoint(run.resume.checkpoint);
-    run.model = load_checkpoint(run.resume.checkpoint, cpu_backend(), ModelOptions{parse_precision(o.precision), true});
+    run.model = load_checkpoint(run.resume.checkpoint, backend, ModelOptions{parse_precision(o.precision), true});
   }
   if (run.model->config().vocab_size < run.data.vocab_size)
     fail("model vocab_size {} is smaller than the data's vocabulary {}", run.model->config().vocab_size,

@@ -23,6 +23,9 @@ struct TrainRequest {
   std::string config_file;      // --config
   std::string resume_dir;       // --resume
   DistOptions dist;             // --zero1, --dist-timeout, --bucket-mb (not saved: any run may change them)
+  // Where the run computes: --device (cpu | cuda). Not saved either: a run may resume on another device.
+  std::string device = "cpu";
+  Backend* backend = nullptr;  // when set, used instead of `device` (tests: a fake device)
 };
 
 // Fresh run: the config file's "train" object, overridden by the given flags; the default corpus when no
