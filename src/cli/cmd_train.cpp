@@ -79,7 +79,7 @@ void register_train_command(CLI::App& app) {
     }
     if (!(dist->timeout_s > 0) || !(dist->bucket_mb > 0)) fail("train: --dist-timeout and --bucket-mb must be positive");
     // One process, or one of the `mpirun -np N` processes (then only rank 0 prints and writes).
-    std::unique_ptr<dist::Communicator> comm = dist::make_communicator(dist->timeout_s);
+    std::unique_ptr<dist::Communicator> comm = dist::make_communicator(dist->timeout_s, parse_device(request.device));
     const RunRole role{comm->rank(), comm->size(), comm->local_size(), comm.get()};
     TrainResult r;
     if (role.world_size == 1) {

@@ -11,6 +11,9 @@ namespace txs::dist {
 std::unique_ptr<Communicator> mpi_communicator(double timeout_s);  // mpi_communicator.cpp
 std::string mpi_library_version();
 #endif
+#if TRANSXSSM_NCCL
+std::unique_ptr<Communicator> nccl_communicator(std::unique_ptr<Communicator> bootstrap);  // nccl_communicator.cpp
+#endif
 
 namespace {
 // A world of one: every collective is the identity.
@@ -44,9 +47,17 @@ bool launched_by_mpi() {
 
 std::unique_ptr<Communicator> single_process_communicator() { return std::make_unique<SingleProcess>(); }
 
-std::unique_ptr<Communicator> make_communicator(double timeout_s) {
+std::unique_ptr<Communicator> make_communicator(double timeout_s, Device device) {
 #ifdef TRANSXSSM_MPI
-  if (launched_by_mpi()) return mpi_communicator(timeout_s);
+  if (launched_by_mpi()) {
+    std::unique_ptr<Communicator> mpi = mpi_communicator(timeout_s);
+    if (device != Device::Cuda || mpi->size() == 1) return mpi;
+#if TRANSXSSM_NCCL
+    return nccl_communicator(std::move(mpi));
+#else
+    mpi->abort(2, "data-parallel training with --device cuda needs NCCL, and this build has none (TRANSXSSM_NCCL)");
+#endif
+  }
 #else
   if (launched_by_mpi() && std::getenv("OMPI_COMM_WORLD_SIZE") && std::atoi(std::getenv("OMPI_COMM_WORLD_SIZE")) > 1)
     fail("this transxssm was built without MPI (TRANSXSSM_MPI=OFF): it cannot run as {} processes",

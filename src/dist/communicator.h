@@ -57,7 +57,9 @@ class Communicator {
 // The communicator of this process: MPI when the build has it and the process was started by an MPI
 // launcher (mpirun sets OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK), else a world of one (no MPI call is
 // made, so a plain run is today's one-process trainer). timeout_s: how long a collective may wait.
-std::unique_ptr<Communicator> make_communicator(double timeout_s);
+// device: where the trainer's tensors live; a multi-process run on Device::Cuda gets the NCCL communicator
+// (nccl_communicator.cpp: one GPU per process, MPI only to start it), or an error in a build without NCCL.
+std::unique_ptr<Communicator> make_communicator(double timeout_s, Device device = Device::Cpu);
 std::unique_ptr<Communicator> single_process_communicator();
 
 // Whether this build can run across processes ("Open MPI 4.1.4"-style library version), or "" without MPI.

@@ -137,6 +137,7 @@ class NcclCommunicator final : public Communicator {
   [[noreturn]] void abort(int code, const std::string& message) override {
     if (comm_) ncclCommAbort(comm_), comm_ = nullptr;
     mpi_->abort(code, message);
+    std::_Exit(code);  // not reached: the bootstrap's abort does not return
   }
 
  private:

@@ -70,7 +70,7 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
   // throws std::bad_alloc below).
   const double host_limit = be.device() == Device::Cpu ? 0.7 * available_memory_bytes() : 0;
   const double limit = opt.memory_limit_bytes > 0 ? opt.memory_limit_bytes : host_limit;
-  const double need = estimate_train_bytes(config, length);
+  const double need = estimate_train_bytes(config, std::max<int64_t>(1, opt.batch) * length);
   if (limit > 0 && need > limit) {
     r.skipped = fmt::format("estimated {:.1f} GB for a training step > {:.1f} GB allowed", need / 1e9, limit / 1e9);
     return r;
@@ -80,14 +80,15 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
     model.init(1);
     Rng rng(1);
     const uint64_t V = uint64_t(config.vocab_size);
-    std::vector<int32_t> ids(static_cast<size_t>(length)), targets(static_cast<size_t>(length));
+    const int64_t batch = std::max<int64_t>(1, opt.batch);
+    std::vector<int32_t> ids(static_cast<size_t>(batch * length)), targets(static_cast<size_t>(batch * length));
     for (auto& x : ids) x = int32_t(rng.below(V));
     for (auto& x : targets) x = int32_t(rng.below(V));
     if (opt.train && opt.train_steps > 0) {
       AdamW adamw(model.backend(), model.params(), AdamWConfig{});
       auto step = [&] {
         model.params().zero_grads();
-        model.forward_backward(ids.data(), targets.data(), 1, length, 1.0f / float(length));
+        model.forward_backward(ids.data(), targets.data(), batch, length, 1.0f / float(batch * length));
         adamw.step(1e-4);
         model.params().refresh_compute();  // as the trainer does after every update
       };
@@ -96,7 +97,7 @@ Throughput measure_throughput(ModelConfig config, int64_t length, const Throughp
       const double t0 = now();
       for (int i = 0; i < opt.train_steps; ++i) step();
       be.synchronize();
-      r.train_tokens_per_s = double(length) * opt.train_steps / (now() - t0);
+      r.train_tokens_per_s = double(batch * length) * opt.train_steps / (now() - t0);
     }
     if (opt.infer) {
       InferenceEngine eng(model);

@@ -1,5 +1,5 @@
 // Throughput and memory measurements of one model configuration at one sequence length, with random
-// weights (speed does not depend on the weights): a training step (forward + backward + AdamW, batch 1) and
+// weights (speed does not depend on the weights): a training step (forward + backward + AdamW, `batch` sequences) and
 // inference through the InferenceEngine (one prefill of `length` tokens, then batch-1 decode steps), as
 // bench/bench_train.cpp and bench/bench_infer.cpp measure them (warm-up first, then timed repetitions).
 #pragma once
@@ -16,6 +16,7 @@ struct ThroughputOptions {
   Precision precision = Precision::F32;  // of the model measured (training and inference)
   Device device = Device::Cpu;           // where it computes
   Backend* backend = nullptr;            // when set, used instead of `device` (tests: a fake device)
+  int64_t batch = 1;         // sequences per training step (inference: one sequence)
   int train_steps = 2;       // timed training steps (after one warm-up step)
   int decode_steps = 8;      // timed decode steps (after one warm-up step)
   double memory_limit_bytes = 0;  // skip a length whose estimated memory is above this (0: 70% of MemAvailable
