@@ -1192,6 +1192,39 @@ TEST_P(Conformance, AdamW) {
   }
 }
 
+// The multi-tensor form: ragged runs with gaps (left alone), decaying and not, over one flat buffer.
+TEST_P(Conformance, AdamWSegments) {
+  if (fp32_in_mixed_mode({"adamw_update_segments"})) GTEST_SKIP() << "fp32 in " << dtype_name(wdt) << " mode";
+  for (int64_t step : {1, 7}) {
+    const int64_t n = 50021;
+    std::vector<AdamWSegment> segs;
+    for (int64_t off = 3, k = 0; off < n - 10; ++k) {  // lengths 1, 17, 289, ... wrapping; a gap of k % 3 after each
+      const int64_t len = std::min<int64_t>(n - 10 - off, 1 + (k * 17 * 17) % 4099);
+      segs.push_back(AdamWSegment{off, len, k % 2 == 0});
+      off += len + k % 3;
+    }
+    shape = str("n=", n, " segments=", segs.size(), " step=", step);
+    AdamWParams p;
+    p.lr = 3e-3f, p.beta1 = 0.9f, p.beta2 = 0.95f, p.eps = 1e-8f, p.weight_decay = 0.1f, p.step = step;
+    const Mat w = normal(1, n), g = normal(1, n, 0.1), m = normal(1, n, 0.01), v = uniform(1, n, 0.0, 1e-3);
+    Tensor tw = dense(w), tm = dense(m), tv = dense(v);
+    be.adamw_update_segments(tw, dense(g), tm, tv, segs, p);
+    Mat wr = w, mr = m, vr = v;
+    const double b1 = p.beta1, b2 = p.beta2, bc1 = 1 - std::pow(b1, double(step)), bc2 = 1 - std::pow(b2, double(step));
+    for (const AdamWSegment& sg : segs) {
+      for (int64_t i = sg.offset; i < sg.offset + sg.length; ++i) {
+        mr.v[i] = b1 * m.v[i] + (1 - b1) * g.v[i];
+        vr.v[i] = b2 * v.v[i] + (1 - b2) * g.v[i] * g.v[i];
+        const double upd = (mr.v[i] / bc1) / (std::sqrt(vr.v[i] / bc2) + double(p.eps));
+        wr.v[i] = w.v[i] - double(p.lr) * (upd + (sg.decay ? double(p.weight_decay) * w.v[i] : 0.0));
+      }
+    }
+    check("adamw_update_segments", "w", Family::kElementwise, tw, wr);
+    check("adamw_update_segments", "m", Family::kElementwise, tm, mr);
+    check("adamw_update_segments", "v", Family::kElementwise, tv, vr);
+  }
+}
+
 TEST_P(Conformance, SumSquaresScaleAllFinite) {
   if (fp32_in_mixed_mode({"sum_squares", "scale", "all_finite"})) GTEST_SKIP() << "fp32 in " << dtype_name(wdt) << " mode";
   for (int64_t n : {1, 37, 70001}) {  // 70001: several of the kernel's chunks, past its parallel threshold

@@ -543,6 +543,35 @@ TEST(CudaBodies, AdamWMatchesCpu) {
     }
 }
 
+// The multi-tensor body: each element finds its run by binary search; gaps, before-first and after-last elements
+// stay bit-identical; inside a run it is exactly adamw_element with that run's decay.
+TEST(CudaBodies, AdamWSegmentsFindEachElementsRun) {
+  const int64_t n = 700;
+  Rng rng(23);
+  const std::vector<AdamWRun> runs = {{2, 3, 1}, {3, 60, 0}, {64, 64, 1}, {64, 300, 1}, {301, 650, 0}, {650, 698, 1}};
+  AdamWParams p;
+  p.lr = 3e-3f, p.weight_decay = 0.1f, p.step = 3;
+  const std::vector<float> w0 = random_floats(rng, size_t(n)), g = random_floats(rng, size_t(n)),
+                           m0 = random_floats(rng, size_t(n), 0.1);
+  std::vector<float> v0 = random_floats(rng, size_t(n), 0.1);
+  for (auto& v : v0) v = v * v;
+  std::vector<float> w = w0, m = m0, v = v0, wr = w0, mr = m0, vr = v0;
+  for (int64_t i = 0; i < n; ++i)
+    adamw_segment_element(w.data(), g.data(), m.data(), v.data(), adamw_coeffs(p, true), runs.data(),
+                          int64_t(runs.size()), i);
+  for (const AdamWRun& r : runs)
+    for (int64_t i = r.begin; i < r.end; ++i)
+      adamw_element(wr.data(), g.data(), mr.data(), vr.data(), adamw_coeffs(p, r.decay != 0), i);
+  int64_t touched = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(w[size_t(i)], wr[size_t(i)]) << i;
+    EXPECT_EQ(m[size_t(i)], mr[size_t(i)]) << i;
+    EXPECT_EQ(v[size_t(i)], vr[size_t(i)]) << i;
+    touched += w[size_t(i)] != w0[size_t(i)];
+  }
+  EXPECT_GT(touched, 600);  // the runs cover 2..697 except the gap 60..63 and the empty run at 64
+}
+
 TEST(CudaBodies, SumSquaresScaleAndFiniteness) {
   const int64_t n = 5000, blocks = 3, threads = 64;  // a grid of 3 blocks: each thread strides by 192
   Rng rng(23);

@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ops/shapes.h"
 #include "ops/tensor.h"
@@ -133,6 +134,12 @@ class Backend {
   // One AdamW update of one parameter (w, g, m, v of the same shape); decay: apply weight decay.
   virtual void adamw_update(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v,
                             const AdamWParams& p, bool decay) = 0;
+  // The same update for many parameters stored one after another in flat views w, g, m, v ([1, n] each):
+  // `segments` (ascending, non-overlapping, offsets relative to the views) say which runs are which parameter
+  // and whether it decays; elements outside every segment are left alone. The default runs adamw_update per
+  // segment; a GPU backend fuses them into one launch (a multi-tensor update: hundreds of parameters, one kernel).
+  virtual void adamw_update_segments(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v,
+                                     const std::vector<AdamWSegment>& segments, const AdamWParams& p);
   // Σ x² in double (gradient norm), and x *= scale (clipping).
   virtual double sum_squares(const Tensor& x) = 0;
   virtual void scale(const Tensor& x, float scale) = 0;

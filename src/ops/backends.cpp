@@ -39,6 +39,13 @@ std::string device_description(Device device) {
 #endif
 }
 
+void Backend::adamw_update_segments(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v,
+                                    const std::vector<AdamWSegment>& segments, const AdamWParams& p) {
+  for (const AdamWSegment& s : segments)
+    adamw_update(w.col_slice(s.offset, s.length), g.col_slice(s.offset, s.length), m.col_slice(s.offset, s.length),
+                 v.col_slice(s.offset, s.length), p, s.decay);
+}
+
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::Cpu;
   if (name == "cuda") return Device::Cuda;

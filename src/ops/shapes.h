@@ -44,6 +44,13 @@ struct AdamWParams {
   int64_t step = 1;  // 1-based, for the bias corrections
 };
 
+// One parameter's run [offset, offset + length) of flat parameter buffers, for the multi-tensor AdamW
+// (Backend::adamw_update_segments); decay: whether weight decay applies to it.
+struct AdamWSegment {
+  int64_t offset = 0, length = 0;
+  bool decay = false;
+};
+
 // A RoPE cos/sin table as kernels read it: row p holds dim/2 values for position p.
 struct RopeCoeffs {
   const float* cos = nullptr;

@@ -41,13 +41,14 @@ void AdamW::apply(double lr, double norm) {
   AdamWParams p;
   p.lr = float(lr), p.beta1 = float(config_.beta1), p.beta2 = float(config_.beta2), p.eps = float(config_.eps);
   p.weight_decay = float(config_.weight_decay), p.step = step_;
-  const Tensor w = store_.all_weights(), m = m_.flat(), v = v_.flat();
+  // Every parameter's part in this process's shard [lo, hi), as runs of the shard: one multi-tensor update.
+  segments_.clear();
   for (auto& prm : store_.params()) {
-    const int64_t a = std::max(prm.offset, lo), b = std::min(prm.offset + prm.numel, hi);  // its part in the shard
-    if (a >= b) continue;
-    be_.adamw_update(w.col_slice(a, b - a), grads.col_slice(a, b - a), m.col_slice(a - lo, b - a),
-                     v.col_slice(a - lo, b - a), p, prm.decay);
+    const int64_t a = std::max(prm.offset, lo), b = std::min(prm.offset + prm.numel, hi);
+    if (a < b) segments_.push_back(AdamWSegment{a - lo, b - a, prm.decay});
   }
+  be_.adamw_update_segments(store_.all_weights().col_slice(lo, hi - lo), grads.col_slice(lo, hi - lo), m_.flat(),
+                            v_.flat(), segments_, p);
 }
 
 }  // namespace txs

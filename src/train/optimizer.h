@@ -2,6 +2,7 @@
 // decoupled weight decay only where the parameter was declared with decay (not on norms, residual scales,
 // A_log, dt_bias, D, biases), global-norm clipping. Every pass over the buffers is a Backend op.
 #pragma once
+#include <vector>
 #include <cstdint>
 
 #include "model/params.h"
@@ -55,6 +56,7 @@ class AdamW {
   AdamWConfig config_;
   int64_t lo_ = 0;
   DeviceBuffer m_, v_;
+  std::vector<AdamWSegment> segments_;  // the parameters' runs in the shard (rebuilt each step, no allocation)
   int64_t step_ = 0;
   float* host_pointer(const DeviceBuffer& b) const;
 };

@@ -390,7 +390,22 @@ class CudaBackend final : public Backend {
     need(g.numel() == w.numel() && m.numel() == w.numel() && v.numel() == w.numel(), op, "sizes differ");
     need(p.step >= 1, op, "step must be >= 1 (1-based)");
     cuda::adamw_update(ptr(w, op), ptr(g, op), ptr(m, op), ptr(v, op), w.numel(), p, decay);
+  }  void adamw_update_segments(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v,
+                             const std::vector<AdamWSegment>& segments, const AdamWParams& p) override {
+    const char* op = "adamw_update_segments";
+    need(w.contiguous() && g.contiguous() && m.contiguous() && v.contiguous(), op, "operands must be contiguous");
+    need(g.numel() == w.numel() && m.numel() == w.numel() && v.numel() == w.numel(), op, "sizes differ");
+    need(p.step >= 1, op, "step must be >= 1");
+    int64_t end = 0;
+    for (const AdamWSegment& s : segments) {
+      need(s.offset >= end && s.length >= 0, op, "segments must be ascending and must not overlap");
+      end = s.offset + s.length;
+    }
+    need(end <= w.numel(), op, "a segment runs past the views");
+    cuda::adamw_update_segments(ptr(w, op), ptr(g, op), ptr(m, op), ptr(v, op), w.numel(), segments.data(),
+                                int64_t(segments.size()), p);
   }
+
   double sum_squares(const Tensor& x) override {
     need(x.contiguous(), "sum_squares", "operand must be contiguous");
     const double r = cuda::sum_squares(ptr(x, "sum_squares"), x.numel());

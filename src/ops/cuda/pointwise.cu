@@ -9,6 +9,7 @@
 #include "ops/cuda/pointwise.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "ops/cuda/bodies/adamw.h"
 #include "ops/cuda/bodies/column_sum.h"
@@ -262,6 +263,11 @@ __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, int64
   TXS_GRID_LOOP(i, n) adamw_element(w, g, m, v, k, i);
 }
 
+__global__ void adamw_segments_kernel(float* w, const float* g, float* m, float* v, int64_t n, AdamWCoeffs k,
+                                      const AdamWRun* runs, int64_t nruns) {
+  TXS_GRID_LOOP(i, n) adamw_segment_element(w, g, m, v, k, runs, nruns, i);
+}
+
 __global__ void sum_squares_part_kernel(const float* x, int64_t n, double* block_sums) {
   const int64_t step = int64_t(gridDim.x) * blockDim.x;
   const double s = block_sum(sum_squares_part(x, n, int64_t(blockIdx.x) * blockDim.x + threadIdx.x, step));
@@ -464,6 +470,34 @@ void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, const
   if (n == 0) return;
   adamw_kernel<<<blocks_for(n), kThreads>>>(w, g, m, v, n, adamw_coeffs(p, decay));
   TXS_CUDA_LAUNCHED("adamw_update");
+}
+
+void adamw_update_segments(float* w, const float* g, float* m, float* v, int64_t n, const AdamWSegment* segments,
+                           int64_t nsegments, const AdamWParams& p) {
+  if (n == 0 || nsegments == 0) return;
+  // The runs change only when the parameter layout does: keep the last ones on the device and compare.
+  static std::vector<AdamWRun> host_runs;
+  static AdamWRun* device_runs = nullptr;
+  static size_t device_capacity = 0;
+  std::vector<AdamWRun> runs(static_cast<size_t>(nsegments));
+  for (int64_t s = 0; s < nsegments; ++s)
+    runs[size_t(s)] = {segments[s].offset, segments[s].offset + segments[s].length, segments[s].decay ? 1 : 0};
+  const bool same = runs.size() == host_runs.size() &&
+                    std::equal(runs.begin(), runs.end(), host_runs.begin(), [](const AdamWRun& a, const AdamWRun& b) {
+                      return a.begin == b.begin && a.end == b.end && a.decay == b.decay;
+                    });
+  if (!same) {
+    if (runs.size() > device_capacity) {
+      if (device_runs) TXS_CUDA_CHECK(cudaFree(device_runs));
+      TXS_CUDA_CHECK(cudaMalloc(&device_runs, runs.size() * sizeof(AdamWRun)));
+      device_capacity = runs.size();
+    }
+    // Synchronous copy: the host vector may change before an asynchronous one would have read it.
+    TXS_CUDA_CHECK(cudaMemcpy(device_runs, runs.data(), runs.size() * sizeof(AdamWRun), cudaMemcpyHostToDevice));
+    host_runs = std::move(runs);
+  }
+  adamw_segments_kernel<<<blocks_for(n), kThreads>>>(w, g, m, v, n, adamw_coeffs(p, true), device_runs, nsegments);
+  TXS_CUDA_LAUNCHED("adamw_update_segments");
 }
 
 double sum_squares(const float* x, int64_t n) {

@@ -63,6 +63,10 @@ void embedding_backward(const int32_t* ids, const float* dout, float* dtable, in
 
 // ops/cpu/adamw.h (p.step ≥ 1). sum_squares and all_finite return to the host (they wait for the device).
 void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, const AdamWParams& p, bool decay);
+// The multi-tensor form: n elements of flat w, g, m, v; segments (host array, ascending) as in
+// Backend::adamw_update_segments. One launch; the segments are copied to the device only when they change.
+void adamw_update_segments(float* w, const float* g, float* m, float* v, int64_t n, const AdamWSegment* segments,
+                           int64_t nsegments, const AdamWParams& p);
 double sum_squares(const float* x, int64_t n);
 void scale(float* x, int64_t n, float s);
 bool all_finite(const float* x, int64_t n);

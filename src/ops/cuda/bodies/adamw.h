@@ -27,4 +27,24 @@ TXS_HD void adamw_element(float* w, const float* g, float* m, float* v, const Ad
   w[i] -= k.lr * (mhat / (vhat_sqrt + k.eps) + k.weight_decay * w[i]);
 }
 
+// The multi-tensor update (Backend::adamw_update_segments): one thread per element of the flat range; the
+// element's parameter is found by binary search over the segments' begins (ascending), and weight decay applies
+// only where that segment decays. k carries the decay coefficient; elements in no segment are left alone.
+struct AdamWRun {
+  int64_t begin, end;
+  int32_t decay;
+};
+TXS_HD void adamw_segment_element(float* w, const float* g, float* m, float* v, AdamWCoeffs k, const AdamWRun* runs,
+                                  int64_t nruns, int64_t i) {
+  int64_t lo = 0, hi = nruns;  // the last run with begin <= i is runs[lo - 1] after the search
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (runs[mid].begin <= i) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo == 0 || i >= runs[lo - 1].end) return;
+  if (!runs[lo - 1].decay) k.weight_decay = 0.0f;
+  adamw_element(w, g, m, v, k, i);
+}
+
 }  // namespace txs::cuda
