@@ -6,12 +6,14 @@
 #  - a GPU run killed (SIGKILL) after its first checkpoint and resumed with --resume ends within 1e-3 of the
 #    uninterrupted GPU run (not bit-exact: the attention backward sums dq with atomics).
 # Skipped (exit 77) where the CUDA backend cannot run: no GPU, or a build without it (`transxssm devices`).
-# On the GPU machine (tools/gpu_check.sh) the whole script takes about a minute.
+# On the GPU machine (tools/gpu_check.sh) the whole script takes about a minute. TRANSXSSM_TEST_DEVICE=cpu runs
+# the "GPU" side on the CPU: a dry run of this script's own logic on a machine without a GPU.
 set -euo pipefail
 BIN=$1
 SRC=$2
 SHARED=${TRANSXSSM_SHARED_DIR:-$SRC/../shared}
-if ! why=$("$BIN" devices --require cuda 2>&1); then echo "SKIPPED: $why"; exit 77; fi
+DEV=${TRANSXSSM_TEST_DEVICE:-cuda}
+if ! why=$("$BIN" devices --require "$DEV" 2>&1); then echo "SKIPPED: $why"; exit 77; fi
 echo "$why"
 CORPUS=$SHARED/data/corpora/tinyshakespeare.txt
 WORK=$(mktemp -d)
@@ -32,10 +34,10 @@ run() {  # name device precision steps [extra...]
 }
 for prec in bf16 fp32; do
   run cpu_$prec cpu $prec 200
-  run gpu_$prec cuda $prec 200
+  run gpu_$prec "$DEV" $prec 200
 done
 # Killed (SIGKILL) once its first checkpoint exists, then resumed on the GPU.
-"$BIN" train "${COMMON[@]}" --steps 200 --device cuda --precision bf16 --out "$WORK/gpu_killed" > /dev/null 2>&1 &
+"$BIN" train "${COMMON[@]}" --steps 200 --device "$DEV" --precision bf16 --out "$WORK/gpu_killed" > /dev/null 2>&1 &
 PID=$!
 for _ in $(seq 1 1200); do
   [[ -f "$WORK/gpu_killed/checkpoint/train_state.safetensors" ]] && break
@@ -44,7 +46,7 @@ done
 sleep 0.2
 kill -9 $PID 2>/dev/null || fail "the GPU run finished before it could be killed"
 wait $PID 2>/dev/null || true
-"$BIN" train --resume "$WORK/gpu_killed" --device cuda > "$WORK/resume.log" 2>&1 || { cat "$WORK/resume.log"; fail "resume"; }
+"$BIN" train --resume "$WORK/gpu_killed" --device "$DEV" > "$WORK/resume.log" 2>&1 || { cat "$WORK/resume.log"; fail "resume"; }
 python3 - "$WORK" <<'PY'
 import json, sys
 work = sys.argv[1]
