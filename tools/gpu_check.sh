@@ -70,6 +70,13 @@ unpack_deps() {
   # Debian's OpenBLAS .pc and libopenblas.so live in its flavour folder (the generic names are alternatives,
   # made by maintainer scripts that dpkg-deb -x does not run).
   ls "$DEPS/usr/lib/x86_64-linux-gnu/openblas-pthread/"
+  # The loader path of this run (LD_LIBRARY_PATH, which the Python tests and the PyTorch peer inherit too):
+  # every unpacked library except OpenSSL's, whose older Debian build could shadow the one the machine's
+  # Python was built against. Our binaries reach their direct dependencies through their RUNPATH anyway.
+  mkdir -p "$DEPS/runtime"
+  for f in "$DEPS"/usr/lib/x86_64-linux-gnu/*.so.* "$DEPS"/usr/lib/x86_64-linux-gnu/openblas-pthread/*.so*; do
+    case $(basename "$f") in libssl*|libcrypto*) ;; *) ln -sf "$f" "$DEPS/runtime/" ;; esac
+  done
   du -sh "$DEPS"
 }
 
@@ -79,7 +86,7 @@ export PKG_CONFIG_SYSROOT_DIR=$DEPS
 # Multiarch headers (openssl/opensslconf.h) sit where the compiler looks only under a real /usr.
 export CPLUS_INCLUDE_PATH=$DEPS/usr/include/x86_64-linux-gnu${CPLUS_INCLUDE_PATH:+:$CPLUS_INCLUDE_PATH}
 export C_INCLUDE_PATH=$DEPS/usr/include/x86_64-linux-gnu${C_INCLUDE_PATH:+:$C_INCLUDE_PATH}
-export LD_LIBRARY_PATH=$DEPS/usr/lib/x86_64-linux-gnu:$DEPS/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=$DEPS/runtime${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export TRANSXSSM_SHARED_DIR=$ROOT/.gpu_deps/shared
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$JOBS}
 
@@ -126,7 +133,7 @@ stage memcheck 90 compute-sanitizer --tool memcheck --error-exitcode 1 \
   "$BUILD/tests/test_backend_conformance" --gtest_filter='*cuda*'
 
 {
-  echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo "$(cat .gpu_deps/commit 2>/dev/null || echo '?') (at bundling)")"
   echo
   echo "| stage | result | seconds |"
   echo "|---|---|---|"
