@@ -104,7 +104,12 @@ for t in tests/test_cuda_*.cpp; do TARGETS+=("$(basename "$t" .cpp)"); done
 [ -n "${GPU_CHECK_TARGETS:-}" ] && read -r -a TARGETS <<< "$GPU_CHECK_TARGETS"
 TARGETS_LIST=$(printf '%s\n' "${TARGETS[@]}" | sort -u | tr '\n' ' ')
 export TARGETS_LIST
-build() { cmake --build "$BUILD" -j "$JOBS" --target $TARGETS_LIST; }
+# Ninja keeps going past a failed target (-k 0): one that does not compile leaves the other stages their binaries.
+build() {
+  local keep=()
+  [ -f "$BUILD/build.ninja" ] && keep=(-- -k 0)
+  cmake --build "$BUILD" -j "$JOBS" --target $TARGETS_LIST "${keep[@]}"
+}
 
 body_tests() {  # the host-side tests of the kernel bodies and the device-clean model (no GPU needed)
   local rc=0
