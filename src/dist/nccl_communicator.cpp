@@ -10,7 +10,8 @@
 // Uneven shards (ZeRO-1's share_counts) are not what ncclReduceScatter/ncclAllGather take, so reduce_scatter_sum
 // is one ncclReduce per segment (root = its owner) and allgather one ncclBroadcast per segment, each set fused
 // in an NCCL group.
-// Not covered: NCCL blocks without a timeout, so a dead peer is found by mpirun (which ends the job), not by the
+// Host views (a few scalars per step, the root's host copy of gathered moments) go through MPI or a staging
+// buffer. Not covered: NCCL blocks without a timeout, so a dead peer is found by mpirun (which ends the job), not by the
 // --dist-timeout of the MPI collectives.
 #if TRANSXSSM_NCCL
 #include <cuda_runtime_api.h>
@@ -79,6 +80,11 @@ class NcclCommunicator final : public Communicator {
   int local_size() const override { return mpi_->local_size(); }
 
   Handle allreduce_sum_async(const Tensor& x) override {
+    // Host values (the step's loss and token count, summed for the progress line) go through MPI, at once.
+    if (x.device == Device::Cpu) {
+      mpi_->allreduce_sum(x);
+      return next_++;
+    }
     const ncclDataType_t t = nccl_type(x, "allreduce");
     TXS_NCCL_CHECK(ncclAllReduce(x.data, x.data, size_t(x.numel()), t, ncclSum, comm_, cudaStreamLegacy));
     return next_++;
@@ -103,27 +109,47 @@ class NcclCommunicator final : public Communicator {
       TXS_NCCL_CHECK(ncclBroadcast(at(x, off), at(x, off), size_t(counts[size_t(r)]), t, r, comm_, cudaStreamLegacy));
     TXS_NCCL_CHECK(ncclGroupEnd());
   }
+  // The root's `full` may be host memory (the trainer gathers the ZeRO-1 moments into a host vector for the
+  // checkpoint): then the pieces meet in a temporary device buffer that is copied down once.
   void gather(const Tensor& local, const Tensor& full, const std::vector<int64_t>& counts, int root) override {
     const ncclDataType_t t = nccl_type(local, "gather");
     const int64_t mine = counts[size_t(rank())];
     if (local.numel() != mine) fail("gather: local view has {} elements, counts say {}", local.numel(), mine);
+    const size_t es = dtype_size(local.dtype);
+    char* dest = nullptr;
+    void* staging = nullptr;
+    if (rank() == root) {
+      int64_t total = 0;
+      for (int64_t c : counts) total += c;
+      if (full.numel() != total || !full.contiguous() || full.dtype != local.dtype)
+        fail("gather: the root's full view is not {} contiguous {} elements", total, dtype_name(local.dtype));
+      if (full.device == Device::Cuda) {
+        dest = static_cast<char*>(full.data);
+      } else {
+        TXS_CUDART_CHECK(cudaMalloc(&staging, size_t(total) * es));
+        dest = static_cast<char*>(staging);
+      }
+    }
     TXS_NCCL_CHECK(ncclGroupStart());
     if (rank() == root) {
-      nccl_type(full, "gather");
       int64_t off = 0;
       for (int r = 0; r < size(); off += counts[size_t(r)], ++r) {
         if (r == root) {
-          if (full.data != local.data || off != 0)
-            TXS_CUDART_CHECK(cudaMemcpyAsync(at(full, off), local.data, size_t(mine) * dtype_size(local.dtype),
+          if (dest + off * int64_t(es) != local.data)
+            TXS_CUDART_CHECK(cudaMemcpyAsync(dest + off * int64_t(es), local.data, size_t(mine) * es,
                                              cudaMemcpyDeviceToDevice, cudaStreamLegacy));
         } else {
-          TXS_NCCL_CHECK(ncclRecv(at(full, off), size_t(counts[size_t(r)]), t, r, comm_, cudaStreamLegacy));
+          TXS_NCCL_CHECK(ncclRecv(dest + off * int64_t(es), size_t(counts[size_t(r)]), t, r, comm_, cudaStreamLegacy));
         }
       }
     } else {
       TXS_NCCL_CHECK(ncclSend(local.data, size_t(mine), t, root, comm_, cudaStreamLegacy));
     }
     TXS_NCCL_CHECK(ncclGroupEnd());
+    if (staging) {
+      TXS_CUDART_CHECK(cudaMemcpy(full.data, staging, size_t(full.numel()) * es, cudaMemcpyDeviceToHost));
+      TXS_CUDART_CHECK(cudaFree(staging));
+    }
   }
   void broadcast(const Tensor& x, int root) override {
     if (x.device == Device::Cpu) return mpi_->broadcast(x, root);  // host values (the run's seed, ids)
