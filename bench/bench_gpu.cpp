@@ -7,12 +7,15 @@
 // over (a) the bf16 GEMM ceiling measured at the start through the backend's own linear_forward on a large
 // square product (its activation rounding included) and (b) the nominal dense bf16 peak (--peak-tflops; H200:
 // 989). Usage:
-//   bench_gpu [--shapes 320m,d1024] [--seqs 1024,4096,16384] [--tokens-per-step 16384] [--precision bf16|fp32]
-//             [--steps 3] [--device cuda|cpu] [--no-peer] [--peak-tflops 989] [--json FILE]
+//   bench_gpu [--shapes 320m,d1024] [--seqs 4096,1024,16384] [--tokens-per-step 16384] [--precision bf16|fp32]
+//             [--steps 3] [--device cuda|cpu] [--peer-seqs 4096] [--no-peer] [--peak-tflops 989] [--json FILE]
+// The PyTorch peer runs at --peer-seqs only (each run starts Python and CUDA afresh, ~10 s). The JSON file is
+// rewritten after every row, so a run stopped by a time limit keeps what it measured.
 // Sequences shorter than --tokens-per-step are batched up to it (batch = tokens / seq), so every length does
 // the same work per step; the Transformer and TransXSSM rows of one length alternate with the peer's.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -97,7 +100,7 @@ double peer_tokens_per_s(const ModelConfig& c, const std::string& arch, int64_t 
 
 int main(int argc, char** argv) try {
   std::vector<std::string> shapes = {"320m", "d1024"};
-  std::vector<int64_t> seqs = {1024, 4096, 16384};
+  std::vector<int64_t> seqs = {4096, 1024, 16384}, peer_seqs = {4096};
   int64_t tokens_per_step = 16384;
   std::string precision = "bf16", device_name_arg = "cuda", json_path;
   int steps = 3;
@@ -116,18 +119,20 @@ int main(int argc, char** argv) try {
     else if (a == "--device") device_name_arg = next();
     else if (a == "--steps") steps = std::stoi(next());
     else if (a == "--no-peer") peer = false;
+    else if (a == "--peer-seqs") { peer_seqs.clear(); for (auto& s : split(next())) peer_seqs.push_back(std::stoll(s)); }
     else if (a == "--peak-tflops") peak_tflops = std::stod(next());
     else if (a == "--json") json_path = next();
     else fail("usage: bench_gpu [--shapes 320m,d1024] [--seqs 1024,4096,16384] [--tokens-per-step N] "
-              "[--precision bf16|fp32] [--steps N] [--device cuda|cpu] [--no-peer] [--peak-tflops T] [--json FILE]");
+              "[--precision bf16|fp32] [--steps N] [--device cuda|cpu] [--peer-seqs 4096] [--no-peer] [--peak-tflops T] "
+              "[--json FILE]");
   }
   const Device device = parse_device(device_name_arg);
   Backend& be = backend_for(device);
   const Precision prec = parse_precision(precision);
   const double ceiling = gemm_ceiling_tflops(be, prec == Precision::BF16 ? DType::BF16 : DType::F32,
                                              device == Device::Cuda ? 8192 : 1024);
-  fmt::print("device {} ({}), precision {}: GEMM ceiling {:.0f} TFLOP/s measured (linear_forward, square), "
-             "nominal peak {:.0f}\n", device_name(device), be.name(), precision, ceiling, peak_tflops);
+  fmt::print("device {} ({}), precision {}: GEMM ceiling {:.1f} TFLOP/s measured (linear_forward, square), "
+             "nominal peak {:.1f}\n", device_name(device), be.name(), precision, ceiling, peak_tflops);
   fmt::print("{:<6} {:>6} {:>5} {:<12} {:>11} {:>7} {:>7} {:>11} {:>8} {:>11} {:>10}\n", "shape", "seq", "batch",
              "arch", "train tok/s", "MFU", "MFU-nom", "torch tok/s", "vs torch", "prefill t/s", "decode t/s");
   nlohmann::json rows = nlohmann::json::array();
@@ -146,7 +151,9 @@ int main(int argc, char** argv) try {
         const double flops = 6.0 * double(probe.matmul_params()) + 3.0 * probe.mixing_flops_per_token(seq);
         const double achieved = flops * t.train_tokens_per_s * 1e-12;
         nlohmann::json peer_json;
-        const double theirs = peer ? peer_tokens_per_s(c, arch, seq, batch, device_name_arg, precision, &peer_json) : 0;
+        const bool run_peer = peer && std::find(peer_seqs.begin(), peer_seqs.end(), seq) != peer_seqs.end();
+        const double theirs =
+            run_peer ? peer_tokens_per_s(c, arch, seq, batch, device_name_arg, precision, &peer_json) : 0;
         tps[k] = t.train_tokens_per_s, dec[k] = t.decode_tokens_per_s, ++k;
         fmt::print("{:<6} {:>6} {:>5} {:<12} {:>11.0f} {:>6.1f}% {:>6.1f}% {:>11} {:>8} {:>11.0f} {:>10.1f}{}\n", shape,
                    seq, batch, arch, t.train_tokens_per_s, 100 * achieved / ceiling, 100 * achieved / peak_tflops,
@@ -158,6 +165,7 @@ int main(int argc, char** argv) try {
                         {"device", device_name_arg}, {"params", probe.num_params()}, {"flops_per_token", flops},
                         {"mfu_vs_measured", achieved / ceiling}, {"mfu_vs_nominal", achieved / peak_tflops},
                         {"ceiling_tflops", ceiling}, {"engine", t.to_json()}, {"torch", peer_json}});
+        if (!json_path.empty()) write_file_atomic(json_path, rows.dump(2) + "\n");
       }
       if (tps[1] > 0)
         fmt::print("{:<6} {:>6} transxssm / transformer: training {:.2f}x, decode {:.2f}x\n", shape, seq,

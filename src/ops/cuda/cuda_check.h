@@ -13,5 +13,11 @@
       ::txs::fail("CUDA error in {} ({}:{}): {}", #call, __FILE__, __LINE__, cudaGetErrorString(txs_err_)); \
   } while (0)
 
-// After a <<<...>>> launch.
-#define TXS_CUDA_LAUNCHED(name) TXS_CUDA_CHECK(cudaPeekAtLastError())
+// After a <<<...>>> launch: its configuration error (cleared, so it is not blamed on a later launch), naming
+// the kernel.
+#define TXS_CUDA_LAUNCHED(name)                                                                          \
+  do {                                                                                                   \
+    const cudaError_t txs_err_ = cudaGetLastError();                                                     \
+    if (txs_err_ != cudaSuccess)                                                                         \
+      ::txs::fail("CUDA launch of {} failed ({}:{}): {}", name, __FILE__, __LINE__, cudaGetErrorString(txs_err_)); \
+  } while (0)

@@ -21,7 +21,12 @@ void* scratch(ScratchSlot slot, size_t bytes) {
   std::lock_guard lock(g_mutex);
   Slot& s = g_slots[int(slot)];
   if (bytes > s.bytes) {
-    if (s.ptr) TXS_CUDA_CHECK(cudaFree(s.ptr));
+    // Queued kernels may still read the old buffer: wait for them (cudaFree does in practice, but does not
+    // promise it). Growth is rare: steady-state steps never get here.
+    if (s.ptr) {
+      TXS_CUDA_CHECK(cudaDeviceSynchronize());
+      TXS_CUDA_CHECK(cudaFree(s.ptr));
+    }
     s.ptr = nullptr;
     const size_t want = std::max(bytes, s.bytes + s.bytes / 2);
     TXS_CUDA_CHECK(cudaMalloc(&s.ptr, want));
