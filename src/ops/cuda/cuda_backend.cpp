@@ -94,8 +94,13 @@ class CudaBackend final : public Backend {
     need(src.dtype == dst.dtype, op, "dtypes differ (only f32 <-> bf16 converts)");
     if (src.numel() == 0) return;
     const size_t es = dtype_size(src.dtype), width = size_t(src.cols) * es;
-    TXS_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, pitch(dst), src.data, pitch(src), width, size_t(src.rows),
-                                     cudaMemcpyDeviceToDevice, 0));
+    // Contiguous views copy flat: cudaMemcpy2D refuses pitches above 2^31 − 1 bytes (a one-row view of a
+    // large model's whole weight buffer).
+    if (src.contiguous() && dst.contiguous())
+      TXS_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, width * size_t(src.rows), cudaMemcpyDeviceToDevice, 0));
+    else
+      TXS_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, pitch(dst), src.data, pitch(src), width, size_t(src.rows),
+                                       cudaMemcpyDeviceToDevice, 0));
   }
 
   void fill(const Tensor& dst, double value) override {
@@ -444,7 +449,10 @@ class CudaBackend final : public Backend {
     check_view(t, op);
     if (t.numel() == 0) return;
     const size_t width = size_t(t.cols) * dtype_size(t.dtype);
-    if (to_device)
+    if (t.contiguous())  // flat: no pitch limit (2^31 − 1 bytes for cudaMemcpy2D), e.g. a checkpoint's weights
+      TXS_CUDA_CHECK(to_device ? cudaMemcpy(t.data, host, width * size_t(t.rows), cudaMemcpyHostToDevice)
+                               : cudaMemcpy(host, t.data, width * size_t(t.rows), cudaMemcpyDeviceToHost));
+    else if (to_device)
       TXS_CUDA_CHECK(cudaMemcpy2D(t.data, pitch(t), host, width, width, size_t(t.rows), cudaMemcpyHostToDevice));
     else
       TXS_CUDA_CHECK(cudaMemcpy2D(host, width, t.data, pitch(t), width, size_t(t.rows), cudaMemcpyDeviceToHost));

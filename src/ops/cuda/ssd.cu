@@ -70,7 +70,7 @@ struct Launch {
     if (total <= 0) return;  // an empty grid is a launch error
     const int64_t blocks = std::min((total + kThreads - 1) / kThreads, kMaxBlocks);
     ssd_items<Item><<<unsigned(blocks), kThreads>>>(item, total);
-    const cudaError_t err = cudaPeekAtLastError();
+    const cudaError_t err = cudaGetLastError();  // cleared: not blamed on a later launch
     if (err != cudaSuccess) fail("CUDA error launching {} ({} items): {}", name, total, cudaGetErrorString(err));
   }
 };
