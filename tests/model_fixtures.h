@@ -10,6 +10,26 @@
 
 namespace txs::test {
 
+// The small models of the model, inference, bf16 and device tests: milliseconds per pass, crossing SSD chunks
+// (chunk 5) and the engine's internal prefill split, attention every other layer so that the hybrids have both
+// kinds, 2 kv heads for grouped-query attention; MLP width 1.5 × hidden.
+inline ModelConfig small_config(const std::string& arch, int64_t hidden = 64, int64_t vocab = 64) {
+  return resolve_config("", "",
+                        {{"arch", arch},
+                         {"vocab_size", vocab},
+                         {"hidden_size", hidden},
+                         {"intermediate_size", hidden * 3 / 2},
+                         {"num_hidden_layers", 4},
+                         {"num_attention_heads", 4},
+                         {"num_key_value_heads", 2},
+                         {"attn_layer_period", 2},
+                         {"attn_layer_offset", 1},
+                         {"ssm_chunk_size", 5},
+                         {"mamba_head_dim", 16},
+                         {"mamba_d_state", 8},
+                         {"max_position_embeddings", 64}});
+}
+
 inline std::vector<int32_t> random_ids(Rng& rng, int64_t n, int64_t vocab) {
   std::vector<int32_t> v(static_cast<size_t>(n));
   for (auto& x : v) x = int32_t(rng.below(uint64_t(vocab)));

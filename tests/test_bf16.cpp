@@ -24,28 +24,10 @@
 #include "ops/bf16.h"
 
 using namespace txs;
+using txs::test::small_config;
 using txs::test::random_ids;
 
 namespace {
-
-// Small (milliseconds per pass), crossing SSD chunks (chunk 5) and with both kinds of layer in the hybrids;
-// hidden 64 so that the products have some length to accumulate over.
-ModelConfig small_config(const std::string& arch) {
-  return resolve_config("", "",
-                        {{"arch", arch},
-                         {"vocab_size", 64},
-                         {"hidden_size", 64},
-                         {"intermediate_size", 96},
-                         {"num_hidden_layers", 4},
-                         {"num_attention_heads", 4},
-                         {"num_key_value_heads", 2},
-                         {"attn_layer_period", 2},
-                         {"attn_layer_offset", 1},
-                         {"ssm_chunk_size", 5},
-                         {"mamba_head_dim", 16},
-                         {"mamba_d_state", 8},
-                         {"max_position_embeddings", 64}});
-}
 
 constexpr uint64_t kSeed = 1234;
 constexpr int64_t kBatch = 2, kSeq = 24;

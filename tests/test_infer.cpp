@@ -23,25 +23,8 @@ using txs::test::randomize_weights;
 
 namespace {
 
-// Small enough to run in milliseconds, big enough to cross SSD chunks (chunk 5) and the internal prefill
-// split; attention every other layer so hybrids have both kinds; 2 kv heads for grouped-query attention.
-ModelConfig small_config(const std::string& arch) {
-  return resolve_config("", "",
-                        {{"arch", arch},
-                         {"vocab_size", 50},
-                         {"hidden_size", 32},
-                         {"intermediate_size", 48},
-                         {"num_hidden_layers", 4},
-                         {"num_attention_heads", 4},
-                         {"num_key_value_heads", 2},
-                         {"attn_layer_period", 2},
-                         {"attn_layer_offset", 1},
-                         {"ssm_chunk_size", 5},
-                         {"mamba_head_dim", 16},
-                         {"mamba_d_state", 8},
-                         {"max_position_embeddings", 64}});
-}
-
+// test::small_config at hidden 32, vocabulary 50.
+ModelConfig small_config(const std::string& arch) { return test::small_config(arch, 32, 50); }
 
 
 struct Reference {

@@ -183,7 +183,7 @@ class CudaBackend final : public Backend {
   void attention_forward(const AttentionShape& s0, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                          const Tensor& lse) override {
     const char* op = "attention_forward";
-    const AttentionShape s = with_strides(s0, q, k, v, out, op);
+    const AttentionShape s = operand_shape(s0, q, k, v, out, op);
     need(lse.contiguous() && lse.numel() >= s.batch * s.heads * s.q_len, op, "lse too small (or not contiguous)");
     cuda::attention_forward(s, ptr(q, op), ptr(k, op), ptr(v, op), ptr(out, op), ptr(lse, op));
   }
@@ -191,7 +191,7 @@ class CudaBackend final : public Backend {
                           const Tensor& out, const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                           const Tensor& dv) override {
     const char* op = "attention_backward";
-    const AttentionShape s = with_strides(s0, q, k, v, out, op);
+    const AttentionShape s = operand_shape(s0, q, k, v, out, op);
     need(dout.stride == out.stride && dq.stride == q.stride && dk.stride == k.stride && dv.stride == v.stride, op,
          "gradients must have the strides of their inputs");
     need_shape(dout, out.rows, out.cols, op, "dout");
@@ -230,8 +230,8 @@ class CudaBackend final : public Backend {
                    const Tensor& C, const Tensor& D, const Tensor& init_state, const Tensor& y,
                    const Tensor& final_state) override {
     const char* op = "ssd_forward";
-    const SsdShape s = with_strides(s0, x, dt, A, B, C, D, y, op);
-    check_state(s, init_state, op), check_state(s, final_state, op);
+    const SsdShape s = operand_shape(s0, x, dt, A, B, C, D, y, op);
+    need_state(s, init_state, op), need_state(s, final_state, op);
     cuda::ssd_forward(s, ptr(x, op), ptr(dt, op), ptr(A, op), ptr(B, op), ptr(C, op), ptr(D, op), ptr(init_state, op),
                       ptr(y, op), ptr(final_state, op));
   }
@@ -240,7 +240,7 @@ class CudaBackend final : public Backend {
                     const Tensor& dfinal_state, const Tensor& dx, const Tensor& ddt, const Tensor& dA, const Tensor& dB,
                     const Tensor& dC, const Tensor& dD, const Tensor& dinit_state) override {
     const char* op = "ssd_backward";
-    const SsdShape s = with_strides(s0, x, dt, A, B, C, D, dy, op);
+    const SsdShape s = operand_shape(s0, x, dt, A, B, C, D, dy, op);
     need(dx.stride == x.stride && ddt.stride == dt.stride && dB.stride == B.stride && dC.stride == C.stride, op,
          "gradients must have the strides of their inputs");
     need_shape(dx, x.rows, x.cols, op, "dx");
@@ -249,7 +249,7 @@ class CudaBackend final : public Backend {
     need_shape(dC, C.rows, C.cols, op, "dC");
     need(!dA || dA.numel() == s.heads, op, "dA needs one value per head");
     need(!dD || dD.numel() == s.heads, op, "dD needs one value per head");
-    check_state(s, init_state, op), check_state(s, dfinal_state, op), check_state(s, dinit_state, op);
+    need_state(s, init_state, op), need_state(s, dfinal_state, op), need_state(s, dinit_state, op);
     cuda::ssd_backward(s, ptr(x, op), ptr(dt, op), ptr(A, op), ptr(B, op), ptr(C, op), ptr(D, op), ptr(init_state, op),
                        ptr(dy, op), ptr(dfinal_state, op), ptr(dx, op), ptr(ddt, op), ptr(dA, op), ptr(dB, op),
                        ptr(dC, op), ptr(dD, op), ptr(dinit_state, op));
@@ -467,34 +467,6 @@ class CudaBackend final : public Backend {
       case cuda::CheckedOp::EmbeddingForward: fail("embedding_forward: id {} outside [0, {})", e.value, e.limit);
       case cuda::CheckedOp::EmbeddingBackward: fail("embedding_backward: id {} outside [0, {})", e.value, e.limit);
     }
-  }
-  static AttentionShape with_strides(AttentionShape s, const Tensor& q, const Tensor& k, const Tensor& v,
-                                     const Tensor& out, const char* op) {
-    need(k.stride == v.stride, op, "k and v must share a row stride");
-    need(q.rows == s.batch * s.q_len && out.rows == q.rows && k.rows == s.batch * s.kv_len && v.rows == k.rows, op,
-         "row counts differ from the shape");
-    need(q.cols >= s.heads * s.head_dim && out.cols >= s.heads * s.head_dim && k.cols >= s.kv_heads * s.head_dim &&
-             v.cols >= s.kv_heads * s.head_dim,
-         op, "operand narrower than its heads");
-    s.q_stride = q.stride, s.kv_stride = k.stride, s.out_stride = out.stride;
-    return s;
-  }
-  static SsdShape with_strides(SsdShape s, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& B,
-                               const Tensor& C, const Tensor& D, const Tensor& y, const char* op) {
-    const int64_t rows = s.batch * s.seq;
-    need(x.rows == rows && dt.rows == rows && B.rows == rows && C.rows == rows && y.rows == rows, op,
-         "row counts differ from batch·seq");
-    need(x.cols >= s.heads * s.head_dim && y.cols >= s.heads * s.head_dim && dt.cols >= s.heads &&
-             B.cols >= s.groups * s.state_dim && C.cols >= s.groups * s.state_dim,
-         op, "operand narrower than its heads");
-    need(A.numel() == s.heads && (!D || D.numel() == s.heads), op, "A and D need one value per head");
-    need(B.stride == C.stride, op, "B and C must share a row stride");
-    s.x_stride = x.stride, s.bc_stride = B.stride, s.dt_stride = dt.stride, s.y_stride = y.stride;
-    return s;
-  }
-  static void check_state(const SsdShape& s, const Tensor& st, const char* op) {
-    need(!st || (st.contiguous() && st.numel() == s.batch * s.heads * s.head_dim * s.state_dim), op,
-         "state must be contiguous [batch, H·P·N]");
   }
 };
 
