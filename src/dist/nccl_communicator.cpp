@@ -14,7 +14,7 @@
 // buffer. Not covered: NCCL blocks without a timeout, so a dead peer is found by mpirun (which ends the job), not by the
 // --dist-timeout of the MPI collectives.
 #if TRANSXSSM_NCCL
-#include <cuda_runtime_api.h>
+#include <cuda_runtime_api.h>  // cudaStreamLegacy: NCCL runs on the backend's stream
 #include <nccl.h>
 
 #include <cstdlib>
@@ -24,6 +24,7 @@
 
 #include "core/error.h"
 #include "dist/communicator.h"
+#include "ops/backend.h"
 
 namespace txs::dist {
 namespace {
@@ -32,11 +33,6 @@ namespace {
   do {                                                                                                         \
     const ncclResult_t r_ = (call);                                                                            \
     if (r_ != ncclSuccess) ::txs::fail("NCCL error in {}: {}", #call, ncclGetErrorString(r_));                 \
-  } while (0)
-#define TXS_CUDART_CHECK(call)                                                                                 \
-  do {                                                                                                         \
-    const cudaError_t e_ = (call);                                                                             \
-    if (e_ != cudaSuccess) ::txs::fail("CUDA error in {}: {}", #call, cudaGetErrorString(e_));                 \
   } while (0)
 
 ncclDataType_t nccl_type(const Tensor& x, const char* op) {
@@ -54,16 +50,13 @@ char* at(const Tensor& x, int64_t element) {
 class NcclCommunicator final : public Communicator {
  public:
   explicit NcclCommunicator(std::unique_ptr<Communicator> bootstrap) : mpi_(std::move(bootstrap)) {
-    // One GPU per process of this machine, chosen by the launcher's local rank, before any other CUDA call.
-    int gpus = 0;
-    TXS_CUDART_CHECK(cudaGetDeviceCount(&gpus));
+    // One GPU per process of this machine, chosen by the launcher's local rank, before the backend is used.
     const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
     if (!local) local = std::getenv("MPI_LOCALRANKID");
-    const int local_rank = local ? std::atoi(local) : mpi_->rank();
+    const int gpus = select_cuda_device(local ? std::atoi(local) : mpi_->rank());
     if (mpi_->local_size() > gpus)
       fail("{} processes on this machine but {} GPU(s): data-parallel GPU training runs one process per GPU",
            mpi_->local_size(), gpus);
-    TXS_CUDART_CHECK(cudaSetDevice(local_rank % gpus));
     // The id travels through MPI's broadcast as host bytes viewed as 32 floats (a bit-exact copy).
     ncclUniqueId id;
     static_assert(sizeof(id) % sizeof(float) == 0);
@@ -89,7 +82,7 @@ class NcclCommunicator final : public Communicator {
     TXS_NCCL_CHECK(ncclAllReduce(x.data, x.data, size_t(x.numel()), t, ncclSum, comm_, cudaStreamLegacy));
     return next_++;
   }
-  void wait(Handle) override { TXS_CUDART_CHECK(cudaStreamSynchronize(cudaStreamLegacy)); }
+  void wait(Handle) override { gpu().synchronize(); }
 
   void reduce_scatter_sum(const Tensor& x, const std::vector<int64_t>& counts) override {
     const ncclDataType_t t = nccl_type(x, "reduce_scatter");
@@ -117,7 +110,7 @@ class NcclCommunicator final : public Communicator {
     if (local.numel() != mine) fail("gather: local view has {} elements, counts say {}", local.numel(), mine);
     const size_t es = dtype_size(local.dtype);
     char* dest = nullptr;
-    void* staging = nullptr;
+    DeviceBuffer staging;
     if (rank() == root) {
       int64_t total = 0;
       for (int64_t c : counts) total += c;
@@ -126,8 +119,8 @@ class NcclCommunicator final : public Communicator {
       if (full.device == Device::Cuda) {
         dest = static_cast<char*>(full.data);
       } else {
-        TXS_CUDART_CHECK(cudaMalloc(&staging, size_t(total) * es));
-        dest = static_cast<char*>(staging);
+        staging = DeviceBuffer(gpu(), local.dtype, total);
+        dest = static_cast<char*>(staging.raw());
       }
     }
     TXS_NCCL_CHECK(ncclGroupStart());
@@ -135,9 +128,11 @@ class NcclCommunicator final : public Communicator {
       int64_t off = 0;
       for (int r = 0; r < size(); off += counts[size_t(r)], ++r) {
         if (r == root) {
-          if (dest + off * int64_t(es) != local.data)
-            TXS_CUDART_CHECK(cudaMemcpyAsync(dest + off * int64_t(es), local.data, size_t(mine) * es,
-                                             cudaMemcpyDeviceToDevice, cudaStreamLegacy));
+          if (dest + off * int64_t(es) != local.data) {
+            Tensor mine_in_full = local;
+            mine_in_full.data = dest + off * int64_t(es);
+            gpu().copy(local, mine_in_full);
+          }
         } else {
           TXS_NCCL_CHECK(ncclRecv(dest + off * int64_t(es), size_t(counts[size_t(r)]), t, r, comm_, cudaStreamLegacy));
         }
@@ -146,10 +141,7 @@ class NcclCommunicator final : public Communicator {
       TXS_NCCL_CHECK(ncclSend(local.data, size_t(mine), t, root, comm_, cudaStreamLegacy));
     }
     TXS_NCCL_CHECK(ncclGroupEnd());
-    if (staging) {
-      TXS_CUDART_CHECK(cudaMemcpy(full.data, staging, size_t(full.numel()) * es, cudaMemcpyDeviceToHost));
-      TXS_CUDART_CHECK(cudaFree(staging));
-    }
+    if (staging.size() > 0) gpu().download(staging.flat(), full.data);
   }
   void broadcast(const Tensor& x, int root) override {
     if (x.device == Device::Cpu) return mpi_->broadcast(x, root);  // host values (the run's seed, ids)
@@ -157,7 +149,7 @@ class NcclCommunicator final : public Communicator {
     TXS_NCCL_CHECK(ncclBroadcast(x.data, x.data, size_t(x.numel()), t, root, comm_, cudaStreamLegacy));
   }
   void barrier() override {
-    TXS_CUDART_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+    gpu().synchronize();
     mpi_->barrier();
   }
   [[noreturn]] void abort(int code, const std::string& message) override {
@@ -173,6 +165,8 @@ class NcclCommunicator final : public Communicator {
     if (int(counts.size()) != size() || total != x.numel())
       fail("{}: {} counts summing to {} for {} processes and {} elements", op, counts.size(), total, size(), x.numel());
   }
+  // The CUDA backend: the communicator's own device work (staging, waiting) goes through the op table.
+  static Backend& gpu() { return backend_for(Device::Cuda); }
   std::unique_ptr<Communicator> mpi_;
   ncclComm_t comm_ = nullptr;
   Handle next_ = 1;

@@ -158,6 +158,9 @@ Device parse_device(const std::string& name);
 // Why backend_for(Device::Cuda) would fail here ("" when it would not): no CUDA in this build, no GPU
 // visible, or the driver's own error. Tests that need a GPU skip with this message.
 std::string cuda_unavailable_reason();
+// Binds this process to GPU `index` modulo the GPUs it sees, before its CUDA backend is first used (data
+// parallelism: one process per GPU, index = the launcher's local rank); returns how many GPUs it sees.
+int select_cuda_device(int index);
 // One line about the device: the CPU's logical cores, the GPU's name, memory and CUDA versions (or why none).
 std::string device_description(Device device);
 

@@ -46,6 +46,16 @@ void Backend::adamw_update_segments(const Tensor& w, const Tensor& g, const Tens
                  v.col_slice(s.offset, s.length), p, s.decay);
 }
 
+int select_cuda_device(int index) {
+  if (const std::string why = cuda_unavailable_reason(); !why.empty()) fail("--device cuda: {}", why);
+#if TRANSXSSM_BACKEND_CUDA
+  return cuda::select_device(index);
+#else
+  (void)index;
+  fail("--device cuda: unreachable");
+#endif
+}
+
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::Cpu;
   if (name == "cuda") return Device::Cuda;

@@ -14,6 +14,8 @@ namespace txs::cuda {
 std::string unavailable_reason();
 // "NVIDIA H200 (compute capability 9.0, 132 SMs, 139.8 GiB), CUDA driver 13.0, runtime 13.0", or why not.
 std::string device_description();
+// cudaSetDevice(index % GPUs) before the backend is first used; returns the number of GPUs.
+int select_device(int index);
 // The process-wide instance; fails with unavailable_reason() when there is no usable GPU.
 Backend& cuda_backend();
 

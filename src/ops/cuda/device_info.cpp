@@ -1,4 +1,5 @@
-// What the process's GPU is, for `transxssm devices` and the GPU check's report.
+// Which GPU this process uses (data parallelism binds one per process), and what it is (`transxssm devices`,
+// the GPU check's report).
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
@@ -6,6 +7,14 @@
 #include "ops/cuda/cuda_check.h"
 
 namespace txs::cuda {
+
+int select_device(int index) {
+  int gpus = 0;
+  TXS_CUDA_CHECK(cudaGetDeviceCount(&gpus));
+  if (gpus <= 0) fail("no CUDA GPU visible to this process");
+  TXS_CUDA_CHECK(cudaSetDevice(index % gpus));
+  return gpus;
+}
 
 std::string device_description() {
   if (const std::string why = unavailable_reason(); !why.empty()) return why;
