@@ -28,6 +28,7 @@
 #include "model/safetensors.h"
 #include "ops/backend.h"
 #include "study/measure.h"
+#include "torch_peer.h"
 
 using namespace txs;
 
@@ -73,27 +74,13 @@ double gemm_ceiling_tflops(Backend& be, DType wdtype, int64_t n) {
 
 double peer_tokens_per_s(const ModelConfig& c, const std::string& arch, int64_t seq, int64_t batch,
                          const std::string& device, const std::string& dtype, nlohmann::json* peer_json) {
-  const std::string cmd = fmt::format(
-      "{} {}/bench/torch_peer.py --device {} --dtype {} --arch {} --d-model {} --layers {} --heads {} "
-      "--intermediate {} --vocab {} --seq {} --batch {} --steps 3 --warmup 2 --chunk {} 2>&1",
-      device == "cuda" ? "python3" : "/usr/bin/python3", TRANSXSSM_SOURCE_DIR, device, dtype, arch, c.hidden_size,
-      c.num_hidden_layers, c.num_attention_heads, c.intermediate_size, c.vocab_size, seq, batch, c.ssm_chunk_size);
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return 0;
-  std::string out;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  pclose(p);
-  const auto pos = out.rfind("\n{");
-  const auto start = pos == std::string::npos ? (out.rfind('{') == 0 ? 0 : std::string::npos) : pos + 1;
-  try {
-    if (start == std::string::npos) throw std::runtime_error("no JSON line");
-    *peer_json = nlohmann::json::parse(out.substr(start));
-    return peer_json->value("tokens_per_s", 0.0);
-  } catch (const std::exception&) {
-    *peer_json = {{"error", out.size() > 600 ? out.substr(out.size() - 600) : out}};
-    return 0;
-  }
+  *peer_json = bench::run_torch_peer(
+      fmt::format("--device {} --dtype {} --arch {} --d-model {} --layers {} --heads {} --intermediate {} --vocab {} "
+                  "--seq {} --batch {} --steps 3 --warmup 2 --chunk {}",
+                  device, dtype, arch, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
+                  c.vocab_size, seq, batch, c.ssm_chunk_size),
+      device == "cuda" ? "python3" : "/usr/bin/python3");
+  return peer_json->value("tokens_per_s", 0.0);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "model/safetensors.h"
 #include "train/optimizer.h"
 #include "machine_ceiling.h"
+#include "torch_peer.h"
 
 using namespace txs;
 
@@ -68,23 +69,10 @@ Result bench_ours(const Shape& s, const std::string& arch, int64_t seq, int step
 }
 
 double bench_peer(const Shape& s, const std::string& arch, int64_t seq, int threads) {
-  const std::string cmd = fmt::format(
-      "/usr/bin/python3 {}/bench/torch_peer.py --arch {} --d-model {} --layers {} --heads {} --intermediate {} "
-      "--vocab {} --seq {} --batch 1 --steps 2 --warmup 1 --threads {} 2>/dev/null",
-      TRANSXSSM_SOURCE_DIR, arch, s.d, s.layers, s.heads, s.inter, s.vocab, seq, threads);
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return 0;
-  std::string out;
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  pclose(p);
-  try {
-    auto pos = out.rfind('{');
-    if (pos == std::string::npos) return 0;
-    return nlohmann::json::parse(out.substr(pos)).value("tokens_per_s", 0.0);
-  } catch (const std::exception&) {
-    return 0;
-  }
+  return bench::run_torch_peer(fmt::format("--arch {} --d-model {} --layers {} --heads {} --intermediate {} --vocab {} "
+                                           "--seq {} --batch 1 --steps 2 --warmup 1 --threads {}",
+                                           arch, s.d, s.layers, s.heads, s.inter, s.vocab, seq, threads))
+      .value("tokens_per_s", 0.0);
 }
 
 }  // namespace
