@@ -1,14 +1,18 @@
 """Server limits and robustness (docs/server.md): unknown model → 404; max_tokens capped by the context left;
 --max-context; --max-body; --request-timeout; --max-sequences → 503 + Retry-After; requests whose client has
 gone (non-streaming and streaming) are cancelled while /health keeps answering; a long prompt's prefill does
-not stall a running stream (chunked prefill); SIGTERM with requests in flight exits 0 within the grace time.
+not stall a running stream (chunked prefill); SIGTERM with requests in flight exits 0 within the grace time;
+a burst of connections is queued, not dropped (listen backlog); a second server on a bound port is refused.
 
 Usage: test_server_limits.py BINARY SOURCE_DIR  (run by tests/test_server_limits.sh)."""
 import concurrent.futures
 import json
 import os
+import select
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,11 +55,59 @@ def main():
         short = make_model(BINARY, SOURCE, os.path.join(tmp, "short"), max_positions=256)
         long = make_model(BINARY, SOURCE, os.path.join(tmp, "long"), max_positions=16384)
         context_limits(short)
+        listening(short)
         timeout_and_busy(long)
         cancellation_and_prefill(long)
         shutdown(long)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def listening(model):
+    s = Server(BINARY, model)
+    try:
+        # 64 connections opened at once while the server's accept thread is held off by a stopped process:
+        # with the compiled-in backlog of 5 the kernel dropped the excess and those clients waited for TCP's
+        # 1 s SYN retry. The backlog the kernel reports for the socket (ss's Send-Q) is checked directly too.
+        os.kill(s.proc.pid, signal.SIGSTOP)
+        t0 = time.time()
+        try:
+            socks = []
+            for _ in range(64):
+                c = socket.socket()
+                c.setblocking(False)
+                c.connect_ex(("127.0.0.1", s.port))
+                socks.append(c)
+            time.sleep(0.3)
+        finally:
+            os.kill(s.proc.pid, signal.SIGCONT)
+        pending = list(socks)
+        while pending and time.time() - t0 < 5:
+            _, w, _ = select.select([], pending, [], 0.1)
+            pending = [c for c in pending if c not in w]
+        connected = sum(1 for c in socks if c not in pending and c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0)
+        check(connected == 64 and time.time() - t0 < 0.9,
+              f"64 simultaneous connections while the server was stopped 0.3 s: all accepted within 0.9 s "
+              f"({connected} connected in {time.time() - t0:.2f} s)")
+        for c in socks:
+            c.close()
+        status, _, _ = s.request("GET", "/health", timeout=5)
+        check(status == 200, "the server still answers after the burst")
+
+        # SO_REUSEPORT (httplib's default) would let this second server share the port silently.
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        second = subprocess.Popen([BINARY, "serve", "--model", model, "--port", str(s.port), "--threads", "1"],
+                                  stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            _, err = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            _, err = second.communicate()
+            err = "it kept running: " + err
+        check(second.returncode not in (0, None) and "cannot bind" in err,
+              f"a second server on the same port is refused (exit {second.returncode}: {err.strip()[-90:]})")
+    finally:
+        s.terminate()
 
 
 def context_limits(model):

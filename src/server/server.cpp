@@ -20,12 +20,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <fmt/format.h>
@@ -637,6 +639,14 @@ class Server {
     const int64_t threads = o.http_threads > 0 ? o.http_threads : o.max_sequences + 8;
     http_.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(std::max<int64_t>(2, threads))); };
     http_.set_payload_max_length(o.max_body_bytes);
+    // httplib's default options set SO_REUSEPORT, which lets a second server bind the same port and silently
+    // take half its connections; SO_REUSEADDR alone still allows a restart while old connections linger. The
+    // socket is remembered so that its listen backlog can be widened once it is bound.
+    http_.set_socket_options([this](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_socket_ = sock;
+    });
     http_.set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (res.body.empty()) {
         const char* what = res.status == 404 ? "no such endpoint"
@@ -978,9 +988,18 @@ class Server {
  public:
   size_t weights_bytes_ = 0;
 
+  // Debian's libcpp-httplib is compiled with a listen backlog of 5: under a burst of connections the kernel
+  // drops the excess SYNs and those clients retry only after TCP's 1 s timeout (/health answered in 1.01 s
+  // under load). Listening again on the bound socket raises the backlog to the system's limit.
+  void widen_listen_backlog() {
+    if (listen_socket_ < 0 || ::listen(listen_socket_, SOMAXCONN) != 0)
+      fail("serve: cannot set the listen backlog: {}", listen_socket_ < 0 ? "no socket" : std::strerror(errno));
+  }
+
  private:
   const Tokenizer* tok_;
   ServerOptions opt_;
+  socket_t listen_socket_ = -1;  // the socket httplib last bound (its options callback sees each attempt)
   Metrics metrics_;
   Scheduler scheduler_;
   Limits limits_;
@@ -1035,6 +1054,7 @@ void run_server(Model& model, const Tokenizer* tokenizer, const ServerOptions& o
   } else if (!http.bind_to_port(options.host, port)) {
     fail("serve: cannot bind to {}:{}", options.host, port);
   }
+  server.widen_listen_backlog();
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished mid-response is a failed write, not a dead server
   g_signal = 0;
   std::signal(SIGINT, on_signal);
