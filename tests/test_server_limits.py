@@ -66,9 +66,9 @@ def main():
 def listening(model):
     s = Server(BINARY, model)
     try:
-        # 64 connections opened at once while the server's accept thread is held off by a stopped process:
-        # with the compiled-in backlog of 5 the kernel dropped the excess and those clients waited for TCP's
-        # 1 s SYN retry. The backlog the kernel reports for the socket (ss's Send-Q) is checked directly too.
+        # 64 connections opened at once while the server's accept thread is held off by a stopped process: the
+        # kernel completes the handshakes up to the listen backlog. With httplib's compiled-in backlog of 5 it
+        # dropped the excess SYNs and those clients connected only after TCP's 1 s retry.
         os.kill(s.proc.pid, signal.SIGSTOP)
         t0 = time.time()
         try:
