@@ -34,6 +34,12 @@ struct SsdShape {
   int64_t y_stride = 0;   // ≥ H*P
 };
 
+// Reject a shape no backend can run: negative sizes, head or group counts that do not divide, row strides
+// narrower than the rows. Every backend calls these first, so a bad shape gets the same message everywhere;
+// `op` names the op in it. Backend-specific limits (the GPU's largest head_dim) are checked by the backend.
+void check_shape(const AttentionShape& s, const char* op);
+void check_shape(const SsdShape& s, const char* op);
+
 struct CrossEntropyResult {
   double loss_sum = 0;   // Σ −log p(target) over rows with a target
   int64_t counted = 0;   // rows with target ≥ 0

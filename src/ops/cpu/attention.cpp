@@ -193,19 +193,9 @@ void copy_rows(const T* X, int64_t ld, int64_t n, int64_t P, T* dst) {
 constexpr int64_t kFwdQ = 192, kFwdK = 192;
 constexpr int64_t kBwdQ = 192, kBwdK = 192;
 
-void check_shape(const AttentionShape& s, const void* a, const void* b, const void* c, const void* d,
-                 const void* e) {
-  if (s.batch < 0 || s.q_len < 0 || s.kv_len < 0)
-    fail("attention: negative size (batch {}, q_len {}, kv_len {})", s.batch, s.q_len, s.kv_len);
-  if (s.heads < 1 || s.kv_heads < 1 || s.head_dim < 1)
-    fail("attention: heads {}, kv_heads {}, head_dim {} must be positive", s.heads, s.kv_heads, s.head_dim);
-  if (s.heads % s.kv_heads != 0) fail("attention: kv_heads {} does not divide heads {}", s.kv_heads, s.heads);
-  if (s.kv_len < s.q_len) fail("attention: kv_len {} is shorter than q_len {}", s.kv_len, s.q_len);
-  if (s.q_stride < s.heads * s.head_dim || s.out_stride < s.heads * s.head_dim)
-    fail("attention: q_stride {} / out_stride {} smaller than heads·head_dim {}", s.q_stride, s.out_stride,
-         s.heads * s.head_dim);
-  if (s.kv_stride < s.kv_heads * s.head_dim)
-    fail("attention: kv_stride {} smaller than kv_heads·head_dim {}", s.kv_stride, s.kv_heads * s.head_dim);
+void check_operands(const AttentionShape& s, const void* a, const void* b, const void* c, const void* d,
+                    const void* e) {
+  check_shape(s, "attention");
   const bool empty = s.batch == 0 || s.kv_len == 0;
   if (!empty && (!a || !b || !c || !d || !e)) fail("attention: null tensor pointer");
 }
@@ -221,7 +211,7 @@ bool worth_threads(const AttentionShape& s) {
 
 template <class T>
 void attention_forward(const AttentionShape& s, const T* q, const T* k, const T* v, T* out, T* lse) {
-  check_shape(s, q, k, v, out, lse);
+  check_operands(s, q, k, v, out, lse);
   constexpr int64_t W = Simd<T>::W;
   const int64_t B = s.batch, Tq = s.q_len, Tk = s.kv_len, H = s.heads, P = s.head_dim, Pp = round_up<T>(P);
   const int64_t group = H / s.kv_heads, offset = Tk - Tq;  // query t sees keys 0 .. t + offset
@@ -315,8 +305,8 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
 template <class T>
 void attention_backward(const AttentionShape& s, const T* q, const T* k, const T* v, const T* out, const T* lse,
                         const T* dout, T* dq, T* dk, T* dv) {
-  check_shape(s, q, k, v, out, lse);
-  check_shape(s, dout, dq, dk, dv, dv);
+  check_operands(s, q, k, v, out, lse);
+  check_operands(s, dout, dq, dk, dv, dv);
   constexpr int64_t W = Simd<T>::W;
   const int64_t B = s.batch, Tq = s.q_len, Tk = s.kv_len, H = s.heads, Hkv = s.kv_heads, P = s.head_dim;
   const int64_t Pp = round_up<T>(P), group = H / Hkv, GP = group * P, offset = Tk - Tq;

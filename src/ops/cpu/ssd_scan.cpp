@@ -61,18 +61,8 @@ struct Geo {
   int64_t idx(int64_t b, int64_t h, int64_t c) const { return (b * H + h) * nc + c; }  // per-chunk arrays
 };
 
-Geo check_shape(const SsdShape& s, const char* fn) {
-  if (s.batch < 0 || s.seq < 0) fail("{}: batch {} and seq {} must be non-negative", fn, s.batch, s.seq);
-  if (s.heads < 1 || s.head_dim < 1 || s.state_dim < 1 || s.groups < 1)
-    fail("{}: heads {}, head_dim {}, state_dim {}, groups {} must be positive", fn, s.heads, s.head_dim,
-         s.state_dim, s.groups);
-  if (s.heads % s.groups) fail("{}: heads {} is not a multiple of groups {}", fn, s.heads, s.groups);
-  if (s.chunk < 1) fail("{}: chunk {} must be positive", fn, s.chunk);
-  if (s.x_stride < s.heads * s.head_dim) fail("{}: x_stride {} < heads*head_dim {}", fn, s.x_stride, s.heads * s.head_dim);
-  if (s.y_stride < s.heads * s.head_dim) fail("{}: y_stride {} < heads*head_dim {}", fn, s.y_stride, s.heads * s.head_dim);
-  if (s.bc_stride < s.groups * s.state_dim)
-    fail("{}: bc_stride {} < groups*state_dim {}", fn, s.bc_stride, s.groups * s.state_dim);
-  if (s.dt_stride < s.heads) fail("{}: dt_stride {} < heads {}", fn, s.dt_stride, s.heads);
+Geo make_geo(const SsdShape& s, const char* fn) {
+  check_shape(s, fn);
   Geo g;
   g.batch = s.batch, g.seq = s.seq, g.H = s.heads, g.P = s.head_dim, g.G = s.groups, g.N = s.state_dim;
   g.Q = s.chunk, g.nc = (s.seq + s.chunk - 1) / s.chunk, g.hpg = s.heads / s.groups;
@@ -418,7 +408,7 @@ void chunk_backward(const Geo& g, int64_t b, int64_t grp, int64_t c, const T* x,
 template <class T>
 void ssd_forward(const SsdShape& s, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
                  const T* init_state, T* y, T* final_state) {
-  const Geo g = check_shape(s, "ssd_forward");
+  const Geo g = make_geo(s, "ssd_forward");
   if (g.batch * g.seq > 0 && (!x || !dt || !A || !B || !C || !y))
     fail("ssd_forward: x, dt, A, B, C and y must be non-null");
   ChunkArrays<T>& ca = call_arrays<T>();
@@ -450,7 +440,7 @@ template <class T>
 void ssd_backward(const SsdShape& s, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
                   const T* init_state, const T* dy, const T* dfinal_state, T* dx, T* ddt, T* dA, T* dB, T* dC,
                   T* dD, T* dinit_state) {
-  const Geo g = check_shape(s, "ssd_backward");
+  const Geo g = make_geo(s, "ssd_backward");
   if (g.batch * g.seq > 0 && (!x || !dt || !A || !B || !C || !dy || !dx || !ddt || !dB || !dC))
     fail("ssd_backward: x, dt, A, B, C, dy, dx, ddt, dB and dC must be non-null");
   if (!dA) fail("ssd_backward: dA must be non-null");

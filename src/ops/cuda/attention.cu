@@ -79,18 +79,8 @@ void set_dynamic_smem(Kernel kernel, size_t bytes, const char* name) {
   TXS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
-void check_shape(const char* op, const AttentionShape& s) {
-  if (s.batch < 0 || s.q_len < 0 || s.kv_len < 0)
-    fail("{}: negative size (batch {}, q_len {}, kv_len {})", op, s.batch, s.q_len, s.kv_len);
-  if (s.heads < 1 || s.kv_heads < 1 || s.head_dim < 1)
-    fail("{}: heads {}, kv_heads {}, head_dim {} must be positive", op, s.heads, s.kv_heads, s.head_dim);
-  if (s.heads % s.kv_heads != 0) fail("{}: kv_heads {} does not divide heads {}", op, s.kv_heads, s.heads);
-  if (s.kv_len < s.q_len) fail("{}: kv_len {} is shorter than q_len {}", op, s.kv_len, s.q_len);
-  if (s.q_stride < s.heads * s.head_dim || s.out_stride < s.heads * s.head_dim)
-    fail("{}: q_stride {} / out_stride {} smaller than heads·head_dim {}", op, s.q_stride, s.out_stride,
-         s.heads * s.head_dim);
-  if (s.kv_stride < s.kv_heads * s.head_dim)
-    fail("{}: kv_stride {} smaller than kv_heads·head_dim {}", op, s.kv_stride, s.kv_heads * s.head_dim);
+void check_gpu_shape(const char* op, const AttentionShape& s) {
+  check_shape(s, op);
   if (padded_head_dim(s.head_dim) == 0)
     fail("{}: head_dim {} is not supported on the GPU (at most 256)", op, s.head_dim);
 }
@@ -139,7 +129,7 @@ void decode_impl(int64_t H, int64_t Hkv, int64_t P, const float* q, const float*
 
 void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v, float* out,
                        float* lse) {
-  check_shape("attention_forward", s);
+  check_gpu_shape("attention_forward", s);
   if (s.batch == 0 || s.q_len == 0) return;
   switch (padded_head_dim(s.head_dim)) {
     case 64: forward_impl<64>(s, q, k, v, out, lse); break;
@@ -151,7 +141,7 @@ void attention_forward(const AttentionShape& s, const float* q, const float* k, 
 
 void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
                         const float* lse, const float* dout, float* dq, float* dk, float* dv) {
-  check_shape("attention_backward", s);
+  check_gpu_shape("attention_backward", s);
   if (s.batch == 0 || s.kv_len == 0) return;
   const int64_t rows = s.batch * s.q_len, HP = s.heads * s.head_dim;
   // D and the fp32 dQ accumulator (contiguous: dq itself may be a strided column slice). With q_len = 0

@@ -13,21 +13,9 @@
 
 namespace txs::cuda::ssd {
 
-// Validates the shape as the CPU kernel does (ops/cpu/ssd_scan.cpp) and derives the sizes.
+// Validates the shape (ops/shapes.h) and derives the sizes.
 inline Geo make_geo(const SsdShape& s, const char* fn) {
-  if (s.batch < 0 || s.seq < 0) fail("{}: batch {} and seq {} must be non-negative", fn, s.batch, s.seq);
-  if (s.heads < 1 || s.head_dim < 1 || s.state_dim < 1 || s.groups < 1)
-    fail("{}: heads {}, head_dim {}, state_dim {}, groups {} must be positive", fn, s.heads, s.head_dim,
-         s.state_dim, s.groups);
-  if (s.heads % s.groups) fail("{}: heads {} is not a multiple of groups {}", fn, s.heads, s.groups);
-  if (s.chunk < 1) fail("{}: chunk {} must be positive", fn, s.chunk);
-  if (s.x_stride < s.heads * s.head_dim)
-    fail("{}: x_stride {} < heads*head_dim {}", fn, s.x_stride, s.heads * s.head_dim);
-  if (s.y_stride < s.heads * s.head_dim)
-    fail("{}: y_stride {} < heads*head_dim {}", fn, s.y_stride, s.heads * s.head_dim);
-  if (s.bc_stride < s.groups * s.state_dim)
-    fail("{}: bc_stride {} < groups*state_dim {}", fn, s.bc_stride, s.groups * s.state_dim);
-  if (s.dt_stride < s.heads) fail("{}: dt_stride {} < heads {}", fn, s.dt_stride, s.heads);
+  check_shape(s, fn);
   Geo g{};
   g.batch = s.batch, g.seq = s.seq, g.H = s.heads, g.P = s.head_dim, g.G = s.groups, g.N = s.state_dim;
   g.Q = s.chunk, g.nc = (s.seq + s.chunk - 1) / s.chunk, g.hpg = s.heads / s.groups;
