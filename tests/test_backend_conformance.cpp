@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "fake_device_backend.h"
 #include "ops/backend.h"
@@ -1253,6 +1254,82 @@ TEST_P(Conformance, SumSquaresScaleAllFinite) {
     big.v[0] = std::numeric_limits<float>::max(), big.v[size_t(n - 1)] = -std::numeric_limits<float>::max();
     EXPECT_TRUE(be.all_finite(dense(round(big)))) << "all_finite with ±FLT_MAX, " << shape;
   }
+}
+
+// ================================================================================================================
+// operand checks (ops/op_checks.h): the same refusals on every backend
+// ================================================================================================================
+
+// Each call gets one operand of the wrong size or layout, of the kind a kernel would read or write past:
+// every backend must refuse it with an Error naming the op, and leave the output it was handed untouched.
+TEST_P(Conformance, WrongOperandsRefused) {
+  if (mixed) GTEST_SKIP() << "the same checks as the " << dtype_name(dt) << " column";
+  const int64_t rows = 6, C = 4, K = 3, H = 2, P = 4, N = 4;
+  const Mat x = normal(rows, C), w = normal(C, K), bias = normal(1, C), dy = normal(rows, C);
+  int refused = 0;
+  auto refuses = [&](const char* op, const Tensor& untouched, auto&& call) {
+    const Mat before = get(untouched);
+    try {
+      call();
+      ADD_FAILURE() << op << ": a wrong operand was accepted";
+      return;
+    } catch (const Error& e) {
+      ++refused;
+      EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << op << ": the error does not name the op: "
+                                                                    << e.what();
+    }
+    const Mat after = get(untouched);
+    for (size_t i = 0; i < before.v.size(); ++i)
+      if (!(before.v[i] == after.v[i]) && !(std::isnan(before.v[i]) && std::isnan(after.v[i]))) {
+        ADD_FAILURE() << op << ": wrote its output before refusing";
+        break;
+      }
+  };
+  Tensor dx = out(rows, C), dw_small = dense(normal(C, K - 1)), db = dense(bias);
+  refuses("conv1d_silu_backward", dw_small, [&] {
+    be.conv1d_silu_backward(dense(dy), dense(x), dense(w), dense(bias), dx, dw_small, db, 2, 3);
+  });
+  Tensor y = out(rows, C);
+  refuses("conv1d_silu_forward", y,
+          [&] { be.conv1d_silu_forward(dense(x), dense(w), dense(normal(1, C + 1)), y, 2, 3); });
+  Tensor dgate = out(rows, C), dup = out(rows, C);
+  refuses("silu_mul_backward", dgate, [&] {
+    be.silu_mul_backward(dense(normal(rows - 1, C)), dense(x), dense(x), dgate, dup);
+  });
+  Tensor dskip = out(rows, C), dgain_short = dense(normal(1, C - 1));
+  refuses("residual_backward", dgain_short,
+          [&] { be.residual_backward(dense(dy), dense(x), dense(bias), dskip, dgain_short); });
+  Tensor ddt_raw = out(rows, H), dbias_long = dense(normal(1, H + 1));
+  refuses("softplus_backward", dbias_long, [&] {
+    be.softplus_backward(dense(normal(rows, H)), dense(normal(rows, H)), dense(normal(1, H)), ddt_raw, dbias_long);
+  });
+  Tensor rdx = out(rows, C), rdg = out(1, C);
+  refuses("rmsnorm_backward", rdx, [&] { be.rmsnorm_backward(dense(dy), dense(x), dense(bias), Tensor{}, rdx, rdg); });
+  Tensor state = dense(normal(1, H * P * N)), sy = out(2, H * P);
+  refuses("ssd_step", state, [&] {
+    be.ssd_step(H, P, 1, N, dense(normal(2, H * P)), dense(normal(2, H)), dense(normal(1, H)), dense(normal(2, N)),
+                dense(normal(2, N)), Tensor{}, state, sy);
+  });
+  Tensor pos_x = dense(normal(rows, 2 * 3));
+  refuses("rope_apply", pos_x, [&] {
+    const float table[6] = {1, 1, 1, 0, 0, 0};
+    const RopeCoeffs odd{table, table + 3, 3, 1};  // an odd rotated dimension
+    be.rope_apply(pos_x, 2, ids(std::vector<int32_t>(size_t(rows), 0)), odd, false);
+  });
+  Tensor aw = dense(normal(1, 8));
+  refuses("adamw_update", aw, [&] {
+    AdamWParams p;
+    p.step = 0;  // steps are 1-based: step 0 would divide by a zero bias correction
+    be.adamw_update(aw, dense(normal(1, 8)), dense(normal(1, 8)), dense(normal(1, 8)), p, true);
+  });
+  Tensor sw = dense(normal(1, 8));
+  refuses("adamw_update_segments", sw, [&] {
+    AdamWParams p;
+    p.step = 1;
+    be.adamw_update_segments(sw, dense(normal(1, 8)), dense(normal(1, 8)), dense(normal(1, 8)),
+                             {{0, 5, true}, {3, 4, true}}, p);  // overlapping runs
+  });
+  EXPECT_EQ(refused, 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::ValuesIn(kBackends),

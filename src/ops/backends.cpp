@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "ops/backend.h"
+#include "ops/op_checks.h"
 #if TRANSXSSM_BACKEND_CUDA
 #include "ops/cuda/cuda_backend.h"
 #endif
@@ -41,6 +42,7 @@ std::string device_description(Device device) {
 
 void Backend::adamw_update_segments(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v,
                                     const std::vector<AdamWSegment>& segments, const AdamWParams& p) {
+  op_checks::adamw_update_segments(w, g, m, v, segments, p);
   for (const AdamWSegment& s : segments)
     adamw_update(w.col_slice(s.offset, s.length), g.col_slice(s.offset, s.length), m.col_slice(s.offset, s.length),
                  v.col_slice(s.offset, s.length), p, s.decay);

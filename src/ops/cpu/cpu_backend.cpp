@@ -1,6 +1,6 @@
 // The CPU backend: host memory, fp32 instantiations of the kernels in this folder. Every operand is checked
-// for dtype, device and the shape the op needs before a kernel sees it, so a wrong view is a one-line
-// error instead of an out-of-bounds read.
+// for the shape the op needs (ops/op_checks.h, shared with every backend), dtype and device before a kernel
+// sees it, so a wrong view is a one-line error instead of an out-of-bounds read.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +18,7 @@
 #include "ops/cpu/rmsnorm.h"
 #include "ops/cpu/rope.h"
 #include "ops/cpu/ssd_scan.h"
+#include "ops/op_checks.h"
 #include "ops/operand_checks.h"
 
 namespace txs {
@@ -95,9 +96,7 @@ class CpuBackend final : public Backend {
 
   void linear_forward(const Tensor& x, const Tensor& W, const Tensor& y) override {
     const char* op = "linear_forward";
-    need(x.contiguous() && y.contiguous() && W.contiguous(), op, "operands must be contiguous");
-    need_shape(y, x.rows, W.rows, op, "y");
-    need(x.cols == W.cols, op, "x columns differ from W's");
+    op_checks::linear_forward(x, W, y);
     if (W.dtype == DType::BF16)
       cpu::linear_forward_bf16(ptr(x, op), ptr<bf16>(W, op), ptr(y, op), x.rows, x.cols, W.rows);
     else
@@ -106,11 +105,7 @@ class CpuBackend final : public Backend {
   void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& W, const Tensor& dx, const Tensor& dW,
                        bool accumulate_dx) override {
     const char* op = "linear_backward";
-    need(dy.contiguous() && x.contiguous() && W.contiguous() && dx.contiguous() && dW.contiguous(), op,
-         "operands must be contiguous");
-    need_shape(dy, x.rows, W.rows, op, "dy");
-    need_shape(dx, x.rows, x.cols, op, "dx");
-    need_shape(dW, W.rows, W.cols, op, "dW");
+    op_checks::linear_backward(dy, x, W, dx, dW);
     if (W.dtype == DType::BF16)
       cpu::linear_backward_bf16(ptr(dy, op), ptr(x, op), ptr<bf16>(W, op), ptr(dx, op), ptr(dW, op), x.rows, x.cols,
                                 W.rows, accumulate_dx);
@@ -121,69 +116,57 @@ class CpuBackend final : public Backend {
   void rmsnorm_forward(const Tensor& x, const Tensor& gain, const Tensor& y, const Tensor& rstd,
                        double eps) override {
     const char* op = "rmsnorm_forward";
-    need(x.contiguous() && y.contiguous(), op, "operands must be contiguous");
-    need_shape(y, x.rows, x.cols, op, "y");
-    need_shape(gain, 1, x.cols, op, "gain");
-    need(!rstd || rstd.numel() >= x.rows, op, "rstd too small");
+    op_checks::rmsnorm_forward(x, gain, y, rstd, eps);
     cpu::rmsnorm_forward(ptr(x, op), ptr(gain, op), ptr(y, op), ptr(rstd, op), x.rows, x.cols, eps);
   }
   void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gain, const Tensor& rstd, const Tensor& dx,
                         const Tensor& dgain) override {
     const char* op = "rmsnorm_backward";
-    need(dy.contiguous() && x.contiguous() && dx.contiguous(), op, "operands must be contiguous");
-    need_shape(dy, x.rows, x.cols, op, "dy");
-    need_shape(dx, x.rows, x.cols, op, "dx");
-    need_shape(dgain, 1, x.cols, op, "dgain");
+    op_checks::rmsnorm_backward(dy, x, gain, rstd, dx, dgain);
     cpu::rmsnorm_backward(ptr(dy, op), ptr(x, op), ptr(gain, op), ptr(rstd, op), ptr(dx, op), ptr(dgain, op), x.rows,
                           x.cols);
   }
   void rope_apply(const Tensor& x, int64_t heads, const Tensor& pos, const RopeCoeffs& c, bool inverse) override {
     const char* op = "rope_apply";
-    need(x.cols >= heads * c.dim, op, "fewer columns than heads·dim");
-    need(pos.numel() == x.rows, op, "one position per row needed");
+    op_checks::rope_apply(x, heads, pos, c);
     cpu::rope_apply(ptr(x, op), x.rows, heads, x.stride, ptr<int32_t>(pos, op), c, inverse);
   }
   void attention_forward(const AttentionShape& s0, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& out, const Tensor& lse) override {
     const char* op = "attention_forward";
-    AttentionShape s = operand_shape(s0, q, k, v, out, op);
-    need(lse.numel() >= s.batch * s.heads * s.q_len, op, "lse too small");
+    const AttentionShape s = op_checks::attention_forward(s0, q, k, v, out, lse);
     cpu::attention_forward(s, ptr(q, op), ptr(k, op), ptr(v, op), ptr(out, op), ptr(lse, op));
   }
   void attention_backward(const AttentionShape& s0, const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& out, const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                           const Tensor& dv) override {
     const char* op = "attention_backward";
-    AttentionShape s = operand_shape(s0, q, k, v, out, op);
-    need(dout.stride == out.stride && dq.stride == q.stride && dk.stride == k.stride && dv.stride == v.stride, op,
-         "gradients must have the strides of their inputs");
+    const AttentionShape s = op_checks::attention_backward(s0, q, k, v, out, lse, dout, dq, dk, dv);
     cpu::attention_backward(s, ptr(q, op), ptr(k, op), ptr(v, op), ptr(out, op), ptr(lse, op), ptr(dout, op),
                             ptr(dq, op), ptr(dk, op), ptr(dv, op));
   }
   void attention_decode(int64_t heads, int64_t kv_heads, int64_t head_dim, const Tensor& q, const Tensor& k,
                         const Tensor& v, const Tensor& out) override {
     const char* op = "attention_decode";
-    need(q.cols >= heads * head_dim && out.cols >= heads * head_dim, op, "q/out narrower than heads·dim");
-    need(k.rows == v.rows && k.stride == v.stride && k.cols >= kv_heads * head_dim, op, "k and v views differ");
+    op_checks::attention_decode(heads, kv_heads, head_dim, q, k, v, out);
     cpu::attention_decode(heads, kv_heads, head_dim, ptr(q, op), ptr(k, op), ptr(v, op), k.rows, k.stride,
                           ptr(out, op));
   }
   void ssd_decay_forward(const Tensor& A_log, const Tensor& A) override {
-    need_shape(A, A_log.rows, A_log.cols, "ssd_decay_forward", "A");
-    cpu::ssd_decay_forward(ptr(A_log, "ssd_decay_forward"), ptr(A, "ssd_decay_forward"), A_log.numel());
+    const char* op = "ssd_decay_forward";
+    op_checks::ssd_decay_forward(A_log, A);
+    cpu::ssd_decay_forward(ptr(A_log, op), ptr(A, op), A_log.numel());
   }
   void ssd_decay_backward(const Tensor& dA, const Tensor& A, const Tensor& dA_log) override {
-    need_shape(dA, A.rows, A.cols, "ssd_decay_backward", "dA");
-    need_shape(dA_log, A.rows, A.cols, "ssd_decay_backward", "dA_log");
-    cpu::ssd_decay_backward(ptr(dA, "ssd_decay_backward"), ptr(A, "ssd_decay_backward"),
-                            ptr(dA_log, "ssd_decay_backward"), A.numel());
+    const char* op = "ssd_decay_backward";
+    op_checks::ssd_decay_backward(dA, A, dA_log);
+    cpu::ssd_decay_backward(ptr(dA, op), ptr(A, op), ptr(dA_log, op), A.numel());
   }
   void ssd_forward(const SsdShape& s0, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& B,
                    const Tensor& C, const Tensor& D, const Tensor& init_state, const Tensor& y,
                    const Tensor& final_state) override {
     const char* op = "ssd_forward";
-    SsdShape s = operand_shape(s0, x, dt, A, B, C, D, y, op);
-    need_state(s, init_state, op), need_state(s, final_state, op);
+    const SsdShape s = op_checks::ssd_forward(s0, x, dt, A, B, C, D, init_state, y, final_state);
     cpu::ssd_forward(s, ptr(x, op), ptr(dt, op), ptr(A, op), ptr(B, op), ptr(C, op), ptr(D, op), ptr(init_state, op),
                      ptr(y, op), ptr(final_state, op));
   }
@@ -192,10 +175,8 @@ class CpuBackend final : public Backend {
                     const Tensor& dfinal_state, const Tensor& dx, const Tensor& ddt, const Tensor& dA, const Tensor& dB,
                     const Tensor& dC, const Tensor& dD, const Tensor& dinit_state) override {
     const char* op = "ssd_backward";
-    SsdShape s = operand_shape(s0, x, dt, A, B, C, D, dy, op);
-    need(dx.stride == x.stride && ddt.stride == dt.stride && dB.stride == B.stride && dC.stride == C.stride, op,
-         "gradients must have the strides of their inputs");
-    need_state(s, init_state, op), need_state(s, dfinal_state, op), need_state(s, dinit_state, op);
+    const SsdShape s = op_checks::ssd_backward(s0, x, dt, A, B, C, D, init_state, dy, dfinal_state, dx, ddt,
+                                                     dA, dB, dC, dD, dinit_state);
     cpu::ssd_backward(s, ptr(x, op), ptr(dt, op), ptr(A, op), ptr(B, op), ptr(C, op), ptr(D, op),
                       ptr(init_state, op), ptr(dy, op), ptr(dfinal_state, op), ptr(dx, op), ptr(ddt, op),
                       ptr(dA, op), ptr(dB, op), ptr(dC, op), ptr(dD, op), ptr(dinit_state, op));
@@ -203,74 +184,64 @@ class CpuBackend final : public Backend {
   void ssd_step(int64_t H, int64_t P, int64_t G, int64_t N, const Tensor& x, const Tensor& dt, const Tensor& A,
                 const Tensor& B, const Tensor& C, const Tensor& D, const Tensor& state, const Tensor& y) override {
     const char* op = "ssd_step";
-    need(x.cols >= H * P && y.cols >= H * P && dt.cols >= H && B.cols >= G * N && C.cols >= G * N, op,
-         "operand narrower than its heads");
-    need(state.numel() == H * P * N, op, "state is not H·P·N");
+    op_checks::ssd_step(H, P, G, N, x, dt, A, B, C, D, state, y);
     cpu::ssd_step(1, H, P, G, N, ptr(x, op), ptr(dt, op), ptr(A, op), ptr(B, op), ptr(C, op), ptr(D, op),
                   ptr(state, op), ptr(y, op));
   }
   void conv1d_silu_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, int64_t batch,
                            int64_t seq) override {
     const char* op = "conv1d_silu_forward";
-    need(x.rows == batch * seq && y.rows == x.rows && y.cols == x.cols, op, "x and y must be [batch·seq, C]");
-    need(w.rows == x.cols && w.contiguous(), op, "w must be [C, K]");
+    op_checks::conv1d_silu_forward(x, w, bias, y, batch, seq);
     cpu::conv1d_silu_forward(ptr(x, op), x.stride, ptr(w, op), ptr(bias, op), ptr(y, op), y.stride, batch, seq,
                              x.cols, w.cols);
   }
   void conv1d_silu_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& dx,
                             const Tensor& dw, const Tensor& dbias, int64_t batch, int64_t seq) override {
     const char* op = "conv1d_silu_backward";
-    need(x.rows == batch * seq && dy.rows == x.rows && dx.rows == x.rows, op, "operands must be [batch·seq, C]");
-    need(dy.cols == x.cols && dx.cols == x.cols, op, "dy and dx must have x's columns");
-    need(dx.stride == x.stride, op, "dx must have x's stride");  // the kernel writes dx with x's stride
-    need(w.rows == x.cols && w.contiguous(), op, "w must be [C, K]");
+    op_checks::conv1d_silu_backward(dy, x, w, bias, dx, dw, dbias, batch, seq);
     cpu::conv1d_silu_backward(ptr(dy, op), dy.stride, ptr(x, op), x.stride, ptr(w, op), ptr(bias, op), ptr(dx, op),
                               ptr(dw, op), ptr(dbias, op), batch, seq, x.cols, w.cols);
   }
   void silu_mul_forward(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     const char* op = "silu_mul_forward";
-    need_shape(up, gate.rows, gate.cols, op, "up");
-    need_shape(out, gate.rows, gate.cols, op, "out");
+    op_checks::silu_mul_forward(gate, up, out);
     cpu::silu_mul_forward(ptr(gate, op), gate.stride, ptr(up, op), up.stride, ptr(out, op), out.stride, gate.rows,
                           gate.cols);
   }
   void silu_mul_backward(const Tensor& dout, const Tensor& gate, const Tensor& up, const Tensor& dgate,
                          const Tensor& dup) override {
     const char* op = "silu_mul_backward";
-    need(dgate.stride == gate.stride && dup.stride == up.stride, op, "gradients must have their inputs' strides");
+    op_checks::silu_mul_backward(dout, gate, up, dgate, dup);
     cpu::silu_mul_backward(ptr(dout, op), dout.stride, ptr(gate, op), gate.stride, ptr(up, op), up.stride,
                            ptr(dgate, op), ptr(dup, op), gate.rows, gate.cols);
   }
   void residual_forward(const Tensor& skip, const Tensor& w, const Tensor& branch, const Tensor& out) override {
     const char* op = "residual_forward";
-    need(skip.contiguous() && branch.contiguous() && out.contiguous(), op, "operands must be contiguous");
-    need_shape(branch, skip.rows, skip.cols, op, "branch");
-    need_shape(out, skip.rows, skip.cols, op, "out");
+    op_checks::residual_forward(skip, w, branch, out);
     cpu::residual_forward(ptr(skip, op), ptr(w, op), ptr(branch, op), ptr(out, op), skip.rows, skip.cols);
   }
   void residual_backward(const Tensor& dout, const Tensor& skip, const Tensor& w, const Tensor& dskip,
                          const Tensor& dw) override {
     const char* op = "residual_backward";
-    need(dout.contiguous() && skip.contiguous() && dskip.contiguous(), op, "operands must be contiguous");
-    need_shape(dskip, dout.rows, dout.cols, op, "dskip");
+    op_checks::residual_backward(dout, skip, w, dskip, dw);
     cpu::residual_backward(ptr(dout, op), ptr(skip, op), ptr(w, op), ptr(dskip, op), ptr(dw, op), dout.rows,
                            dout.cols);
   }
   void softplus_forward(const Tensor& raw, const Tensor& bias, const Tensor& dt) override {
     const char* op = "softplus_forward";
-    need(dt.contiguous() && dt.rows == raw.rows && dt.cols == raw.cols, op, "dt must be contiguous [rows, H]");
+    op_checks::softplus_forward(raw, bias, dt);
     cpu::softplus_forward(ptr(raw, op), raw.stride, ptr(bias, op), ptr(dt, op), raw.rows, raw.cols);
   }
   void softplus_backward(const Tensor& ddt, const Tensor& raw, const Tensor& bias, const Tensor& draw,
                          const Tensor& dbias) override {
     const char* op = "softplus_backward";
-    need(ddt.contiguous() && draw.stride == raw.stride, op, "ddt contiguous, draw with raw's stride");
+    op_checks::softplus_backward(ddt, raw, bias, draw, dbias);
     cpu::softplus_backward(ptr(ddt, op), ptr(raw, op), raw.stride, ptr(bias, op), ptr(draw, op), ptr(dbias, op),
                            raw.rows, raw.cols);
   }
   void embedding_forward(const Tensor& ids, const Tensor& table, const Tensor& out) override {
     const char* op = "embedding_forward";
-    need(out.contiguous() && out.rows == ids.numel() && out.cols == table.cols, op, "out must be [ids, dim]");
+    op_checks::embedding_forward(ids, table, out);
     const int32_t* id = ptr<int32_t>(ids, op);
     for (int64_t i = 0; i < ids.numel(); ++i)
       if (id[i] < 0 || id[i] >= table.rows) fail("{}: id {} outside [0, {})", op, id[i], table.rows);
@@ -281,18 +252,14 @@ class CpuBackend final : public Backend {
   }
   void embedding_backward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) override {
     const char* op = "embedding_backward";
-    need(dout.contiguous() && dout.rows == ids.numel() && dout.cols == dtable.cols, op, "dout must be [ids, dim]");
+    op_checks::embedding_backward(ids, dout, dtable);
     cpu::embedding_backward(ptr<int32_t>(ids, op), ptr(dout, op), ptr(dtable, op), dout.rows, dout.cols);
   }
   CrossEntropyResult lm_head_cross_entropy(const Tensor& h, const Tensor& W, const Tensor& targets,
                                            const Tensor& target_logprob, const Tensor& dh, const Tensor& dW,
                                            float grad_scale) override {
     const char* op = "lm_head_cross_entropy";
-    need(h.contiguous() && W.contiguous() && h.cols == W.cols, op, "h [rows, dim] and W [vocab, dim] contiguous");
-    need(targets.numel() == h.rows, op, "one target per row needed");
-    need(!target_logprob || target_logprob.numel() >= h.rows, op, "target_logprob too small");
-    need_shape(dh, h.rows, h.cols, op, "dh");
-    need_shape(dW, W.rows, W.cols, op, "dW");
+    op_checks::lm_head_cross_entropy(h, W, targets, target_logprob, dh, dW);
     if (W.dtype == DType::BF16)
       return cpu::lm_head_cross_entropy(ptr(h, op), ptr<bf16>(W, op), ptr<int32_t>(targets, op), h.rows, h.cols,
                                         W.rows, ptr(target_logprob, op), ptr(dh, op), ptr(dW, op), grad_scale);
@@ -301,8 +268,7 @@ class CpuBackend final : public Backend {
   }
   void lm_head_logits(const Tensor& h, const Tensor& W, const Tensor& logits) override {
     const char* op = "lm_head_logits";
-    need(h.contiguous() && W.contiguous() && logits.contiguous() && h.cols == W.cols, op, "bad shapes");
-    need_shape(logits, h.rows, W.rows, op, "logits");
+    op_checks::lm_head_logits(h, W, logits);
     if (W.dtype == DType::BF16)
       cpu::lm_head_logits(ptr(h, op), ptr<bf16>(W, op), ptr(logits, op), h.rows, h.cols, W.rows);
     else
@@ -311,20 +277,19 @@ class CpuBackend final : public Backend {
   void adamw_update(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const AdamWParams& p,
                     bool decay) override {
     const char* op = "adamw_update";
-    need(w.contiguous() && g.contiguous() && m.contiguous() && v.contiguous(), op, "operands must be contiguous");
-    need(g.numel() == w.numel() && m.numel() == w.numel() && v.numel() == w.numel(), op, "sizes differ");
+    op_checks::adamw_update(w, g, m, v, p);
     cpu::adamw_update(ptr(w, op), ptr(g, op), ptr(m, op), ptr(v, op), w.numel(), p, decay);
   }
   double sum_squares(const Tensor& x) override {
-    need(x.contiguous(), "sum_squares", "operand must be contiguous");
+    op_checks::flat(x, "sum_squares");
     return cpu::sum_squares(ptr(x, "sum_squares"), x.numel());
   }
   void scale(const Tensor& x, float s) override {
-    need(x.contiguous(), "scale", "operand must be contiguous");
+    op_checks::flat(x, "scale");
     cpu::scale_inplace(ptr(x, "scale"), x.numel(), s);
   }
   bool all_finite(const Tensor& x) override {
-    need(x.contiguous(), "all_finite", "operand must be contiguous");
+    op_checks::flat(x, "all_finite");
     return cpu::all_finite(ptr(x, "all_finite"), x.numel());
   }
 
